@@ -1,0 +1,48 @@
+"""torchrun / DDP set-up; a plain `python -m core.train` is a world of one."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class World:
+    rank: int
+    local_rank: int
+    size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_world(device_request: str) -> World:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); pick the device.
+
+    device_request: 'auto' (CUDA when available), 'cpu' or 'cuda'."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_request not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"trainer.device={device_request!r}: choose 'auto', 'cpu' or 'cuda'")
+    use_cuda = device_request == "cuda" or (device_request == "auto" and torch.cuda.is_available())
+    if device_request == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return World(rank, local_rank, size, device)
+
+
+def all_reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
+    if world.size > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world.size
+    return value

@@ -1,0 +1,26 @@
+"""Exponential moving average of a model's parameters (and a copy of its buffers)."""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+
+class EMA(nn.Module):
+    """Holds `shadow`, a frozen copy of the model whose parameters track p_ema <- d p_ema + (1 - d) p."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"trainer.ema_decay must lie in [0, 1), got {decay}")
+        self.decay = decay
+        self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        ema_params = list(self.shadow.parameters())
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        for ema_buffer, buffer in zip(self.shadow.buffers(), model.buffers()):
+            ema_buffer.copy_(buffer)

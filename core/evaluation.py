@@ -1,0 +1,53 @@
+"""End-of-run evaluation shared by every modality: reconstruction on a split, generated samples to files."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+
+@torch.no_grad()
+def reconstruction_report(model, modality, split: str, max_batches: int, batch_size: int,
+                          device: torch.device) -> dict[str, float]:
+    """Mean of the modality's per-sample reconstruction metrics over the first max_batches batches."""
+    dataset = modality.dataset(split)
+    count = min(len(dataset), max_batches * batch_size)
+    loader = DataLoader(Subset(dataset, range(count)), batch_size=batch_size, collate_fn=modality.collate)
+    model.eval()
+    sums: dict[str, float] = {}
+    for batch in loader:
+        batch = modality.batch_to(batch, device)
+        prediction, _ = model.reconstruct(batch)
+        for key, values in modality.reconstruction_metrics(prediction, batch).items():
+            sums[key] = sums.get(key, 0.0) + float(values.float().sum())
+    return {**{k: v / count for k, v in sums.items()}, "samples": count, "split": split}
+
+
+@torch.no_grad()
+def generate_and_write(model, modality, sampler_cfg, num_samples: int, out_dir: Path, device: torch.device,
+                       seed: int) -> dict:
+    """Generate num_samples in batches with the configured solver; the modality writes the files."""
+    model.eval()
+    torch.manual_seed(seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    predictions, layouts, labels_all = [], [], []
+    start = time.monotonic()
+    for first in range(0, num_samples, sampler_cfg.batch_size):
+        n = min(sampler_cfg.batch_size, num_samples - first)
+        labels = None
+        if modality.num_classes:
+            labels = torch.arange(first, first + n, device=device) % modality.num_classes
+        prediction, layout, _ = model.generate(
+            n, labels, solver=sampler_cfg.solver, num_steps=sampler_cfg.num_steps, shift=sampler_cfg.shift,
+            guidance_scale=sampler_cfg.guidance_scale, guidance_interval=tuple(sampler_cfg.guidance_interval),
+            rtol=sampler_cfg.rtol, atol=sampler_cfg.atol, device=device)
+        predictions.append(prediction)
+        layouts.append(layout)
+        labels_all.append(labels)
+    seconds = time.monotonic() - start
+    summary = modality.write_samples(predictions, layouts, labels_all, out_dir)
+    return {"samples": num_samples, "sampling_seconds": seconds, "solver": sampler_cfg.solver,
+            "num_steps": sampler_cfg.num_steps, "guidance_scale": sampler_cfg.guidance_scale, **summary}

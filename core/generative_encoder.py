@@ -1,0 +1,163 @@
+"""The Generative Encoder (GE): one transformer, two passes, shared weights.
+
+    tokenize(observation)          pass 1: latents from a fully observed sample
+                                   (noise latents + slot hints ⊕ observation tokens, t ~ U(0, t_max), null class)
+    denoise(x_t, t, labels, layout) pass 2: clean-latent prediction from noisy latents + class condition
+
+Both end in the same LayerNorm over channels, so clean latents, denoised predictions and every sampler
+state live on one normalised scale. Sizes (depth/width/heads) are names in configs/model/.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from core.layers import (FinalLayer, LabelEmbedder, TimestepEmbedder, TransformerBlock,
+                         key_padding_to_attention_mask)
+from core.modality import LatentLayout, Observation
+from core.rope import RotaryEmbedding
+
+
+class GenerativeEncoder(nn.Module):
+    def __init__(self, depth: int, width: int, heads: int, mlp_ratio: float, qk_norm: bool,
+                 latent_channels: int, num_classes: int, class_dropout: float, in_context_tokens: int,
+                 in_context_start: int, rope_axes: int, tokenize_t_max: float, latent_norm_affine: bool,
+                 gradient_checkpointing: bool):
+        super().__init__()
+        if latent_channels <= 0:
+            raise ValueError(f"model.latent_channels must be > 0, got {latent_channels}")
+        if in_context_tokens and not 0 <= in_context_start < depth:
+            raise ValueError(f"model.in_context_start={in_context_start} must lie in [0, depth={depth})")
+        self.width = width
+        self.latent_channels = latent_channels
+        self.tokenize_t_max = tokenize_t_max
+        self.in_context_tokens = in_context_tokens
+        self.in_context_start = in_context_start
+        self.gradient_checkpointing = gradient_checkpointing
+
+        self.latent_in = nn.Linear(latent_channels, width)
+        self.t_embedder = TimestepEmbedder(width)
+        self.y_embedder = LabelEmbedder(num_classes, width, class_dropout)
+        self.rotary = RotaryEmbedding(width // heads, rope_axes) if rope_axes else None
+        self.blocks = nn.ModuleList(
+            TransformerBlock(width, heads, mlp_ratio, qk_norm, conditioned=True) for _ in range(depth))
+        self.final_layer = FinalLayer(width, latent_channels)
+        self.latent_norm = nn.LayerNorm(latent_channels, elementwise_affine=latent_norm_affine)
+        if in_context_tokens:
+            self.in_context_pos = nn.Parameter(torch.zeros(1, in_context_tokens, width))
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        def basic(module):
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        self.apply(basic)
+        nn.init.normal_(self.y_embedder.table.weight, std=0.02)
+        if self.in_context_tokens:
+            nn.init.normal_(self.in_context_pos, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        for block in self.blocks:  # adaLN-zero: every block starts as the identity
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
+        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
+        nn.init.zeros_(self.final_layer.linear.weight)
+        nn.init.zeros_(self.final_layer.linear.bias)
+
+    # ------------------------------------------------------------------ the two passes
+    def tokenize(self, observation: Observation, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pass 1.  Returns z [B, N_lat, C] (LayerNorm'd; padded slots hold values the loss ignores)."""
+        layout = observation.layout
+        b, n = layout.mask.shape
+        device = layout.mask.device
+        noise = torch.randn(b, n, self.latent_channels, device=device, generator=generator,
+                            dtype=observation.tokens.dtype)
+        t = self.tokenize_t_max * torch.rand(b, device=device, generator=generator)
+        return self(noise, t, None, layout, observation, force_null_class=True)
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
+                layout: LatentLayout, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Pass 2.  x_t: [B, N_lat, C], t: [B] -> predicted clean latent x1_hat [B, N_lat, C]."""
+        return self(x_t, t, labels, layout, None, force_null_class=False, generator=generator)
+
+    # ------------------------------------------------------------------ shared trunk
+    def forward(self, latent_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
+                layout: LatentLayout, observation: Observation | None, force_null_class: bool,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        b, n_lat, _ = latent_input.shape
+        x = self.latent_in(latent_input)  # [B, N_lat, D]
+        if layout.slots is not None:
+            x = x + layout.slots
+        token_mask, positions = layout.mask, layout.positions
+        if observation is not None:
+            if observation.latent_hints is not None:
+                x = x + observation.latent_hints
+            x = torch.cat([x, observation.tokens.to(x.dtype)], dim=1)  # [B, N_lat + N_obs, D]
+            token_mask = torch.cat([token_mask, observation.mask], dim=1)
+            if positions is not None:
+                positions = torch.cat([positions, observation.positions], dim=1)
+        if self.rotary is not None and positions is None:
+            raise ValueError("this GE uses rotary embedding (rope_axes > 0) but the modality gave no token positions")
+
+        y = self.y_embedder(labels, b, x.device, force_null=force_null_class, generator=generator)  # [B, D]
+        c = self.t_embedder(t) + y
+        rotary = self.rotary(positions) if self.rotary is not None else None
+        attention_mask = key_padding_to_attention_mask(token_mask)
+
+        for index, block in enumerate(self.blocks):
+            if self.in_context_tokens and index == self.in_context_start:
+                # Class tokens join the sequence here (official UNITE: 32 tokens from block 4 on);
+                # they sit at coordinate 0, where the rotary embedding is the identity.
+                x, attention_mask, rotary = self._append_class_tokens(x, y, token_mask, positions)
+            if self.gradient_checkpointing and self.training:
+                x = checkpoint(block, x, c, attention_mask, rotary, use_reentrant=False)
+            else:
+                x = block(x, c, attention_mask, rotary)
+        offset = self.in_context_tokens if self.in_context_tokens else 0
+        latent_out = x[:, offset:offset + n_lat]
+        return self.latent_norm(self.final_layer(latent_out, c))  # [B, N_lat, C]
+
+    def _append_class_tokens(self, x, y, token_mask, positions):
+        b = x.shape[0]
+        context = y.unsqueeze(1) + self.in_context_pos  # [B, T, D]
+        x = torch.cat([context.to(x.dtype), x], dim=1)
+        mask = torch.cat([torch.ones(b, self.in_context_tokens, dtype=torch.bool, device=x.device), token_mask], 1)
+        rotary = None
+        if self.rotary is not None:
+            zeros = positions.new_zeros(b, self.in_context_tokens, positions.shape[-1])
+            rotary = self.rotary(torch.cat([zeros, positions], dim=1))
+        return x, key_padding_to_attention_mask(mask), rotary
+
+
+class DecoderTrunk(nn.Module):
+    """Latent tokens -> hidden states for a modality's output head.
+
+    Linear C -> D, then unconditioned pre-norm transformer blocks. `hidden_mask_positions` (l-DeTok)
+    replaces masked latent positions by a learned mask token before the blocks.
+    """
+
+    def __init__(self, latent_channels: int, depth: int, width: int, heads: int, mlp_ratio: float,
+                 qk_norm: bool, rope_axes: int):
+        super().__init__()
+        self.latent_in = nn.Linear(latent_channels, width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.rotary = RotaryEmbedding(width // heads, rope_axes) if rope_axes else None
+        self.blocks = nn.ModuleList(
+            TransformerBlock(width, heads, mlp_ratio, qk_norm, conditioned=False) for _ in range(depth))
+        self.norm = nn.RMSNorm(width, eps=1e-6)
+        self.width = width
+
+    def forward(self, z: torch.Tensor, layout: LatentLayout,
+                hidden_mask_positions: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.latent_in(z)  # [B, N, D]
+        if hidden_mask_positions is not None:
+            x = torch.where(hidden_mask_positions.unsqueeze(-1), self.mask_token.to(x.dtype), x)
+        rotary = self.rotary(layout.positions) if self.rotary is not None else None
+        attention_mask = key_padding_to_attention_mask(layout.mask)
+        for block in self.blocks:
+            x = block(x, None, attention_mask, rotary)
+        return self.norm(x)

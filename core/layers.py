@@ -1,0 +1,150 @@
+"""Transformer building blocks shared by the Generative Encoder and the decoders.
+
+DiT-style blocks with adaLN-zero modulation, RMSNorm, SwiGLU MLP, QK-norm, optional rotary position
+embedding, and key-padding masks through `scaled_dot_product_attention`.
+Shapes: B batch, N tokens, D width, H heads.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from core.rope import RotaryEmbedding, apply_rotary
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: x * (1 + scale) + shift, per sample.   x: [B, N, D]; shift, scale: [B, D]."""
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+class SwiGLU(nn.Module):
+    """SwiGLU MLP; hidden width 2/3 of mlp_ratio * D keeps the parameter count of a GELU MLP."""
+
+    def __init__(self, width: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(2 / 3 * mlp_ratio * width)
+        self.gate_and_value = nn.Linear(width, 2 * hidden)
+        self.out = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, value = self.gate_and_value(x).chunk(2, dim=-1)
+        return self.out(F.silu(gate) * value)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with optional QK-norm (RMSNorm per head) and RoPE."""
+
+    def __init__(self, width: int, heads: int, qk_norm: bool):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not divisible by heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        head_dim = width // heads
+        self.q_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # [B, H, N, d]
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask)  # [B, H, N, d]
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block; with `conditioned`, adaLN-zero modulation from a vector c [B, D] (DiT)."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, qk_norm: bool, conditioned: bool):
+        super().__init__()
+        self.norm1 = nn.RMSNorm(width, eps=1e-6, elementwise_affine=not conditioned)
+        self.attn = Attention(width, heads, qk_norm)
+        self.norm2 = nn.RMSNorm(width, eps=1e-6, elementwise_affine=not conditioned)
+        self.mlp = SwiGLU(width, mlp_ratio)
+        self.conditioned = conditioned
+        if conditioned:
+            self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        if not self.conditioned:
+            x = x + self.attn(self.norm1(x), attention_mask, rotary)
+            return x + self.mlp(self.norm2(x))
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
+        x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1), attention_mask, rotary)
+        return x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated RMSNorm then a linear head to `out_channels`."""
+
+    def __init__(self, width: int, out_channels: int):
+        super().__init__()
+        self.norm = nn.RMSNorm(width, eps=1e-6, elementwise_affine=False)
+        self.linear = nn.Linear(width, out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal features of t in [0, 1] (scaled by 1000, as in DiT) followed by an MLP."""
+
+    def __init__(self, width: int, frequency_channels: int = 256):
+        super().__init__()
+        self.frequency_channels = frequency_channels
+        self.mlp = nn.Sequential(nn.Linear(frequency_channels, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.frequency_channels // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        args = 1000 * t.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.mlp[0].weight.dtype))
+
+
+class LabelEmbedder(nn.Module):
+    """Class embedding with a null class (index num_classes) for classifier-free guidance.
+
+    Class dropout lives here (as in DiT): during training each label is replaced by the null class with
+    probability `dropout`; `force_null` replaces all of them (the tokenize pass).
+    """
+
+    def __init__(self, num_classes: int, width: int, dropout: float):
+        super().__init__()
+        self.num_classes = num_classes
+        self.dropout = dropout
+        self.table = nn.Embedding(num_classes + 1, width)
+
+    def null_labels(self, batch: int, device) -> torch.Tensor:
+        return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
+
+    def forward(self, labels: torch.Tensor | None, batch: int, device, force_null: bool = False,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        if labels is None or force_null:
+            labels = self.null_labels(batch, device)
+        elif self.training and self.dropout > 0:
+            drop = torch.rand(batch, device=device, generator=generator) < self.dropout
+            labels = torch.where(drop, self.num_classes, labels)
+        return self.table(labels)
+
+
+def key_padding_to_attention_mask(token_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """[B, N] bool (True = real) -> [B, 1, 1, N] bool for SDPA (True = may attend); None stays None.
+
+    Only keys are masked: padded queries still attend to real keys, so no row is empty (no NaN)."""
+    if token_mask is None:
+        return None
+    return token_mask[:, None, None, :]
+
+
+__all__ = ["modulate", "SwiGLU", "Attention", "TransformerBlock", "FinalLayer", "TimestepEmbedder",
+           "LabelEmbedder", "RotaryEmbedding", "key_padding_to_attention_mask"]

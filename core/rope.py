@@ -1,0 +1,40 @@
+"""Rotary position embedding over token coordinates of any number of axes (1-D sequences, 2-D grids).
+
+Each axis gets an equal share of the head dimension's rotation pairs. Tokens carry float coordinates
+[B, N, A], so observation patches and the latent tokens that share their grid cell get the same angles.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables for coordinates [B, N, A] -> ([B, 1, N, head_dim], [B, 1, N, head_dim])."""
+
+    def __init__(self, head_dim: int, num_axes: int, base: float = 10000.0):
+        super().__init__()
+        pairs_per_axis = head_dim // (2 * num_axes)
+        if pairs_per_axis < 1:
+            raise ValueError(f"head_dim {head_dim} is too small for RoPE over {num_axes} axes")
+        self.head_dim = head_dim
+        self.num_axes = num_axes
+        self.register_buffer(
+            "inv_freq", base ** (-torch.arange(pairs_per_axis, dtype=torch.float32) / pairs_per_axis),
+            persistent=False)
+
+    def forward(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if coords.shape[-1] != self.num_axes:
+            raise ValueError(f"RoPE built for {self.num_axes} axes got coordinates of shape {tuple(coords.shape)}")
+        angles = (coords.float().unsqueeze(-1) * self.inv_freq).flatten(-2)  # [B, N, A * pairs]
+        pad = self.head_dim // 2 - angles.shape[-1]  # head dims not divisible by 2A rotate by 0
+        angles = torch.nn.functional.pad(angles, (0, pad))
+        angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)  # [B, 1, N, head_dim]
+        return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x_i, x_{i + d/2}).   x: [B, H, N, d]."""
+    first, second = x.chunk(2, dim=-1)
+    rotated = torch.cat([-second, first], dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)

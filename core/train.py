@@ -1,0 +1,243 @@
+"""Joint training entry point:  python -m core.train modality=molecule [experiment=...] [key=value ...]
+
+Reads top to bottom: build -> (resume) -> loop of optimizer steps -> final checkpoint -> evaluation.
+Writes into trainer.out_dir: checkpoints/, metrics.jsonl + metrics.csv, samples/, summary.json.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from core.build import build_modality, build_recipe, model_defining_config
+from core.checkpoint import (CheckpointError, capture_rng_state, compare_configs, load_checkpoint,
+                             newest_loadable_checkpoint, restore_rng_state, save_checkpoint)
+from core.data_order import ResumableSampler
+from core.distributed import World, all_reduce_mean, init_world
+from core.ema import EMA
+from core.evaluation import generate_and_write, reconstruction_report
+from core.lr_schedule import warmup_cosine
+from core.metrics_log import MetricsLog
+from core.optim import build_optimizer
+from core.trainer_config import validate_trainer_config
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+class StopRequest:
+    """SIGTERM/SIGINT (pre-emption, Ctrl-C) set a flag; the loop saves a checkpoint and exits cleanly."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autocast_for(device: torch.device, precision: str):
+    if device.type == "cuda" and precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def resume_state(cfg: DictConfig, ckpt_dir: Path, device: torch.device) -> tuple[Path, dict] | None:
+    """trainer.resume: 'none', 'auto' (newest complete checkpoint in this run's folder) or a path."""
+    request = str(cfg.trainer.resume)
+    if request == "none":
+        return None
+    if request == "auto":
+        return newest_loadable_checkpoint(ckpt_dir, map_location=device)
+    path = Path(request)
+    if not path.is_file():
+        raise CheckpointError(f"trainer.resume={request!r}: no such checkpoint file")
+    return path, load_checkpoint(path, map_location=device)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Run one training job; returns the summary also written to summary.json."""
+    validate_trainer_config(cfg.trainer)
+    tc = cfg.trainer
+    world = init_world(tc.device)
+    seed_everything(tc.seed + world.rank)
+    out_dir = Path(tc.out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    modality = build_modality(cfg)
+    train_set = modality.dataset("train")
+    recipe = build_recipe(cfg, modality).to(world.device)
+    ema = EMA(recipe, tc.ema_decay)
+    optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum)
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(
+        o, lambda step: warmup_cosine(step, tc.warmup_steps, tc.max_steps, tc.final_lr_ratio)) for o in optimizer.optimizers]
+    micro_batch = tc.batch_size // (world.size * tc.grad_accum)
+    sampler = ResumableSampler(len(train_set), tc.seed, shuffle=True, rank=world.rank, world_size=world.size)
+    defining = model_defining_config(cfg)
+
+    step, epoch, position = 0, 0, 0
+    resumed = resume_state(cfg, ckpt_dir, world.device)
+    if resumed is not None:
+        path, state = resumed
+        differences = compare_configs(state["model_config"], defining)
+        if differences:
+            raise CheckpointError(f"checkpoint {path} was trained with a different model config: "
+                                  + "; ".join(differences))
+        recipe.load_state_dict(state["model"])
+        ema.shadow.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        for scheduler, scheduler_state in zip(schedulers, state["schedulers"]):
+            scheduler.load_state_dict(scheduler_state)
+        step, epoch, position = state["step"], state["epoch"], state["position"]
+        restore_rng_state(state["rng"][world.rank] if isinstance(state["rng"], list) else state["rng"])
+        print(f"resumed from {path} at step {step} (epoch {epoch}, item {position})")
+
+    def checkpoint_now() -> Path | None:
+        if not world.is_main:
+            return None
+        payload = {"model": recipe.state_dict(), "ema": ema.shadow.state_dict(), "optimizer": optimizer.state_dict(),
+                   "schedulers": [s.state_dict() for s in schedulers], "step": step, "epoch": epoch,
+                   "position": position, "rng": capture_rng_state(), "model_config": defining,
+                   "config": OmegaConf.to_container(cfg, resolve=True)}
+        return save_checkpoint(payload, ckpt_dir, step, tc.keep_checkpoints)
+
+    model = recipe
+    if world.size > 1:
+        model = DistributedDataParallel(recipe, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+    log = MetricsLog(out_dir, enabled=world.is_main)
+    stop = StopRequest()
+    stop.install()
+    start_time = time.monotonic()
+    time_limit = None if tc.time_limit_minutes is None else 60.0 * tc.time_limit_minutes
+    progress = tqdm(total=tc.max_steps, initial=step, disable=not world.is_main, desc="train", dynamic_ncols=True)
+    running: dict[str, float] = {}
+    samples_since_log, log_clock = 0, time.monotonic()
+    skipped_steps = 0
+    stop_reason = "max_steps"
+    recipe.train()
+
+    while step < tc.max_steps and stop_reason == "max_steps":
+        sampler.set_position(epoch, position)
+        # A private generator: creating a loader iterator draws a seed, which must not consume the global
+        # RNG (a resumed run creates its iterator at a different step than an uninterrupted one).
+        loader = DataLoader(train_set, batch_size=micro_batch, sampler=sampler, collate_fn=modality.collate,
+                            num_workers=tc.num_workers, drop_last=True, pin_memory=world.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(tc.seed * 7919 + epoch))
+        micro = 0
+        step_parts: dict[str, float] = {}
+        for batch in loader:
+            batch = modality.batch_to(batch, world.device)
+            micro += 1
+            last_micro = micro % tc.grad_accum == 0
+            sync = nullcontext() if (last_micro or world.size == 1) else model.no_sync()
+            with sync, autocast_for(world.device, tc.precision):
+                loss, parts = model(batch)
+                (loss / tc.grad_accum).backward()
+            for key, value in parts.items():
+                step_parts[key] = step_parts.get(key, 0.0) + float(value) / tc.grad_accum
+            position += micro_batch
+            if not last_micro:
+                continue
+            grad_norm = torch.nn.utils.clip_grad_norm_(recipe.parameters(), tc.grad_clip)
+            if not (math.isfinite(step_parts["loss"]) and torch.isfinite(grad_norm)):
+                if tc.nonfinite == "stop":
+                    raise NonFiniteLossError(
+                        f"non-finite loss or gradient at step {step + 1} (loss {step_parts['loss']}, grad norm "
+                        f"{float(grad_norm)}); the last good checkpoint in {ckpt_dir} is untouched. "
+                        f"Set trainer.nonfinite=skip to skip such steps.")
+                optimizer.zero_grad(set_to_none=True)
+                skipped_steps += 1
+                step_parts = {}
+                continue
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            for scheduler in schedulers:
+                scheduler.step()
+            ema.update(recipe)
+            step += 1
+            samples_since_log += tc.batch_size
+            progress.update(1)
+            step_parts["grad_norm"] = float(grad_norm)
+            for key, value in step_parts.items():
+                running[key] = running.get(key, 0.0) + value
+            step_parts = {}
+
+            if step % tc.log_every == 0 or step == tc.max_steps:
+                steps_in_window = tc.log_every if step % tc.log_every == 0 else step % tc.log_every
+                row = {k: float(all_reduce_mean(torch.tensor(v / steps_in_window, device=world.device), world))
+                       for k, v in running.items()}
+                elapsed = time.monotonic() - log_clock
+                row.update(step=step, epoch=epoch, lr=schedulers[0].get_last_lr()[0],
+                           samples_per_second=samples_since_log / max(elapsed, 1e-9),
+                           wall_seconds=time.monotonic() - start_time, skipped_steps=skipped_steps)
+                log.write(row)
+                progress.set_postfix(loss=f"{row['loss']:.4f}", rec=f"{row['rec_loss']:.4f}", gen=f"{row['gen_loss']:.4f}")
+                running, samples_since_log, log_clock = {}, 0, time.monotonic()
+            if step % tc.checkpoint_every == 0:
+                checkpoint_now()
+            if stop.signal_name is not None:
+                stop_reason = f"signal {stop.signal_name}"
+            elif time_limit is not None and time.monotonic() - start_time > time_limit:
+                stop_reason = "time_limit"
+            if step >= tc.max_steps or stop_reason != "max_steps":
+                break
+        else:  # the epoch ran out
+            epoch, position = epoch + 1, 0
+    progress.close()
+    final_checkpoint = checkpoint_now()
+    summary = {"steps": step, "stop_reason": stop_reason, "wall_seconds": time.monotonic() - start_time,
+               "skipped_steps": skipped_steps, "checkpoint": str(final_checkpoint) if final_checkpoint else None,
+               "parameters": sum(p.numel() for p in recipe.parameters())}
+    if stop_reason.startswith("signal"):
+        print(f"stopped by {stop_reason} at step {step}; checkpoint {final_checkpoint}")
+        return summary
+    if world.is_main and tc.evaluate_at_end:
+        summary.update(evaluate_run(cfg, modality, ema.shadow, world, out_dir))
+        log.write({"step": step, **{f"final/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}})
+    if world.is_main:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def evaluate_run(cfg: DictConfig, modality, model, world: World, out_dir: Path) -> dict:
+    """EMA weights: reconstruction on the evaluation split, then generated samples written to files."""
+    tc, sc = cfg.trainer, cfg.sampler
+    report = reconstruction_report(model, modality, tc.eval_split, tc.eval_batches, tc.eval_batch_size, world.device)
+    generated = generate_and_write(model, modality, sc, sc.num_samples, out_dir / "samples", world.device, tc.seed)
+    return {**{f"reconstruction/{k}": v for k, v in report.items()},
+            **{f"generation/{k}": v for k, v in generated.items()}}
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    summary = train(cfg)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Checks on trainer values that would otherwise fail late (or silently) inside the loop."""
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+
+def validate_trainer_config(tc: DictConfig) -> None:
+    problems = []
+    for key in ("max_steps", "batch_size", "grad_accum", "log_every", "checkpoint_every", "keep_checkpoints",
+                "eval_batch_size"):
+        if not isinstance(tc[key], int) or tc[key] < 1:
+            problems.append(f"trainer.{key} must be a positive integer, got {tc[key]!r}")
+    if isinstance(tc.batch_size, int) and isinstance(tc.grad_accum, int) and tc.grad_accum >= 1 \
+            and tc.batch_size % tc.grad_accum:
+        problems.append(f"trainer.batch_size={tc.batch_size} is not divisible by trainer.grad_accum={tc.grad_accum}")
+    if tc.lr <= 0:
+        problems.append(f"trainer.lr must be > 0, got {tc.lr}")
+    if tc.grad_clip <= 0:
+        problems.append(f"trainer.grad_clip must be > 0, got {tc.grad_clip}")
+    if tc.nonfinite not in ("stop", "skip"):
+        problems.append(f"trainer.nonfinite={tc.nonfinite!r}: choose 'stop' or 'skip'")
+    if tc.precision not in ("bf16", "fp32"):
+        problems.append(f"trainer.precision={tc.precision!r}: choose 'bf16' or 'fp32'")
+    if tc.time_limit_minutes is not None and tc.time_limit_minutes <= 0:
+        problems.append(f"trainer.time_limit_minutes must be > 0 or null, got {tc.time_limit_minutes}")
+    if problems:
+        raise ValueError("invalid trainer config: " + "; ".join(problems))

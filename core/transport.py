@@ -1,0 +1,110 @@
+"""Flow-matching transport on the linear path, as pure functions.
+
+Convention (everywhere in this project): flow time t in [0, 1], t = 0 is pure noise, t = 1 is data.
+    x_t = t * x1 + (1 - t) * x0,    x0 ~ N(0, I),    v = dx_t/dt = x1 - x0.
+The Generative Encoder predicts the clean sample x1 (x-prediction); velocities are derived from it.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def broadcast_time(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """[B] -> [B, 1, ..., 1] matching like's rank."""
+    return t.reshape(t.shape[0], *([1] * (like.dim() - 1))).to(like.dtype)
+
+
+def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Point on the linear path: x_t = t x1 + (1 - t) x0.   t: [B]."""
+    tb = broadcast_time(t, x1)
+    return tb * x1 + (1 - tb) * x0
+
+
+def target_velocity(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """dx_t/dt of the linear path."""
+    return x1 - x0
+
+
+def velocity_from_x_prediction(x1_hat: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                               min_remaining_time: float) -> torch.Tensor:
+    """v_hat = (x1_hat - x_t) / max(1 - t, min_remaining_time).
+
+    Exact for the linear path when x1_hat = x1; the clamp keeps the division finite near t = 1
+    (official UNITE code: 0.05 for training and sampling).
+    """
+    remaining = (1 - broadcast_time(t, x_t)).clamp_min(min_remaining_time)
+    return (x1_hat - x_t) / remaining
+
+
+def per_sample_mean(values: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over all but the batch axis, counting only real tokens.
+
+    values: [B, N, C]; token_mask: [B, N] bool (True = real token) or None.  Returns [B].
+    """
+    if token_mask is None:
+        return values.flatten(1).mean(1)
+    weights = token_mask.to(values.dtype).unsqueeze(-1)  # [B, N, 1]
+    return (values * weights).flatten(1).sum(1) / (weights.flatten(1).sum(1) * values.shape[-1]).clamp_min(1)
+
+
+def velocity_loss(x1_hat: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor,
+                  min_remaining_time: float, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample MSE between v_hat (from the x-prediction) and the path velocity; [B].
+
+    The official code compares (x1 - x_t)/clamp(1-t) with (x1_hat - x_t)/clamp(1-t), which equals
+    x1 - x0 wherever 1 - t >= min_remaining_time; we follow the code (clamped target) so the two agree
+    on the whole interval.
+    """
+    x_t = interpolate(x0, x1, t)
+    v_hat = velocity_from_x_prediction(x1_hat, x_t, t, min_remaining_time)
+    v = velocity_from_x_prediction(x1, x_t, t, min_remaining_time)
+    return per_sample_mean((v_hat - v) ** 2, token_mask)
+
+
+def x_prediction_loss(x1_hat: torch.Tensor, x1: torch.Tensor,
+                      token_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample ||x1_hat - x1||^2 (the paper text's form of the generative loss); [B]."""
+    return per_sample_mean((x1_hat - x1) ** 2, token_mask)
+
+
+def decoder_latent_noise(z: torch.Tensor, probability: float, t_min: float,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """UNITE code's decoder-input corruption: with probability p per sample, z <- t z + (1 - t) eps,
+    t ~ U(t_min, 1).  Teaches the decoder to read slightly imperfect latents, as generated ones are."""
+    b = z.shape[0]
+    replace = torch.rand(b, device=z.device, generator=generator) < probability
+    t = t_min + (1 - t_min) * torch.rand(b, device=z.device, generator=generator)
+    eps = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
+    noised = interpolate(eps, z, t)
+    return torch.where(broadcast_time(replace, z).bool(), noised, z)
+
+
+def additive_latent_noise(z: torch.Tensor, sigma: float,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """The UNITE paper text's form: z + sigma * eps."""
+    return z + sigma * torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
+
+
+def interpolative_latent_noise(z: torch.Tensor, gamma: float,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+    """l-DeTok: z' = (1 - tau) z + tau * gamma * eps, tau ~ U(0, 1) per sample (gamma = 3 in the paper)."""
+    tau = broadcast_time(torch.rand(z.shape[0], device=z.device, generator=generator), z)
+    eps = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
+    return (1 - tau) * z + tau * gamma * eps
+
+
+def random_token_mask(token_mask: torch.Tensor, min_ratio: float, max_ratio: float,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """l-DeTok masking: per sample ratio m = max(0, U(min_ratio, max_ratio)) (paper: U(-0.1, 0.75)),
+    then mask round(m * n_real) of that sample's real tokens uniformly at random.
+
+    token_mask: [B, N] bool, True = real token.  Returns [B, N] bool, True = masked (hidden).
+    """
+    b, n = token_mask.shape
+    ratio = (min_ratio + (max_ratio - min_ratio) * torch.rand(b, device=token_mask.device, generator=generator)).clamp_min(0)
+    n_real = token_mask.sum(1)
+    n_masked = torch.round(ratio * n_real).long()  # [B]
+    scores = torch.rand(b, n, device=token_mask.device, generator=generator)
+    scores = scores.masked_fill(~token_mask, 2.0)  # padding sorts last, never masked
+    rank = scores.argsort(1).argsort(1)  # rank of each token among its sample's tokens
+    return rank < n_masked.unsqueeze(1)

@@ -1,0 +1,41 @@
+"""Molecule decoder: transformer over the latent set -> element logits and 3-D coordinates (Å).
+
+Coordinates come out in a frame of the decoder's choosing; the loss aligns the target onto them, so only
+the shape is learned (latents are invariant to rotation and translation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from core.generative_encoder import DecoderTrunk
+from core.modality import LatentLayout
+
+
+@dataclass
+class MoleculePrediction:
+    element_logits: torch.Tensor  # [B, N, num_elements]
+    positions: torch.Tensor  # [B, N, 3] Å
+    mask: torch.Tensor  # [B, N] bool
+
+    @property
+    def elements(self) -> torch.Tensor:
+        return self.element_logits.argmax(-1)
+
+
+class MoleculeDecoder(nn.Module):
+    def __init__(self, latent_channels: int, num_elements: int, depth: int, width: int, heads: int,
+                 mlp_ratio: float, coordinate_scale: float):
+        super().__init__()
+        self.trunk = DecoderTrunk(latent_channels, depth, width, heads, mlp_ratio, qk_norm=True, rope_axes=0)
+        self.element_head = nn.Linear(width, num_elements)
+        self.position_head = nn.Linear(width, 3)
+        self.coordinate_scale = coordinate_scale  # Å per unit of the head's output
+
+    def forward(self, z: torch.Tensor, layout: LatentLayout,
+                hidden_mask_positions: torch.Tensor | None = None) -> MoleculePrediction:
+        h = self.trunk(z, layout, hidden_mask_positions)
+        positions = self.position_head(h) * self.coordinate_scale
+        return MoleculePrediction(self.element_head(h), positions, layout.mask)

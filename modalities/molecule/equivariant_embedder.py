@@ -1,0 +1,141 @@
+"""E(3)-equivariant atom encoder (e3nn on PyG batches) -> observation tokens for the Generative Encoder.
+
+Atoms start as element embeddings (scalars 0e). Each interaction layer sends messages along edges with a
+depthwise ('uvu') tensor product of neighbour features and the edge's spherical harmonics, weighted by an
+MLP of the interatomic distance, then mixes channels and applies a gated nonlinearity (NequIP-style).
+The observation token of atom i is read from its invariant features: true scalars (0e) and parity-odd
+pseudoscalars (0o). 0o features flip sign under reflection, so a chiral molecule and its mirror image get
+different tokens, while rotations, translations and atom permutations leave each atom's token unchanged.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from e3nn import o3
+from e3nn.math import soft_one_hot_linspace
+from e3nn.nn import FullyConnectedNet, Gate
+from torch_geometric.utils import scatter, to_dense_batch
+
+from core.modality import LatentLayout, Observation
+from modalities.molecule.graph import molecule_edges
+
+
+def _interaction_irreps(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):
+    """Output irreps and 'uvu' instructions: every (input, harmonic) path that lands in the target."""
+    wanted = {ir for _, ir in irreps_target}
+    mid, instructions = [], []
+    for i, (mul, ir_in) in enumerate(irreps_in):
+        for j, (_, ir_edge) in enumerate(irreps_sh):
+            for ir_out in ir_in * ir_edge:
+                if ir_out in wanted:
+                    instructions.append((i, j, len(mid), "uvu", True))
+                    mid.append((mul, ir_out))
+    mid = o3.Irreps(mid)
+    mid_sorted, permutation, _ = mid.sort()
+    instructions = [(i, j, permutation[k], mode, train) for i, j, k, mode, train in instructions]
+    return mid_sorted, instructions
+
+
+class InteractionLayer(nn.Module):
+    """One equivariant message-passing layer with a residual self-connection."""
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps,
+                 num_radial: int, radial_hidden: int, average_neighbours: float):
+        super().__init__()
+        scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l == 0])
+        gated = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l > 0])
+        gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
+        self.gate = Gate(scalars, [torch.nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars],
+                         gates, [torch.sigmoid] * len(gates), gated)
+        mid, instructions = _interaction_irreps(irreps_in, irreps_sh, self.gate.irreps_in)
+        self.pre_linear = o3.Linear(irreps_in, irreps_in)
+        self.tensor_product = o3.TensorProduct(irreps_in, irreps_sh, mid, instructions,
+                                               shared_weights=False, internal_weights=False)
+        # e3nn's FullyConnectedNet keeps unit variance, so the tensor-product weights start ~N(0, 1) as
+        # e3nn's normalisation assumes; otherwise each layer shrinks the equivariant features and the
+        # parity-odd scalars (three products deep) start near zero.
+        self.radial = FullyConnectedNet([num_radial, radial_hidden, self.tensor_product.weight_numel],
+                                        torch.nn.functional.silu)
+        self.post_linear = o3.Linear(mid.simplify(), self.gate.irreps_in)
+        self.self_connection = o3.Linear(irreps_in, self.gate.irreps_out)
+        self.average_neighbours = average_neighbours
+        self.irreps_out = self.gate.irreps_out
+
+    def forward(self, h, edge_index, edge_sh, edge_radial):
+        source, target = edge_index
+        messages = self.tensor_product(self.pre_linear(h)[source], edge_sh, self.radial(edge_radial))
+        aggregated = scatter(messages, target, dim=0, dim_size=h.shape[0], reduce="sum")
+        aggregated = aggregated / self.average_neighbours ** 0.5
+        return self.self_connection(h) + self.gate(self.post_linear(aggregated))
+
+
+class EquivariantAtomEmbedder(nn.Module):
+    """PyG batch (fields `element` [A], `pos` [A, 3] Å, `batch`) -> Observation of one token per atom.
+
+    The latent layout has one slot per atom; latent slot i receives a projection of atom i's token as its
+    pass-1 hint (no index embedding, so nothing depends on the atoms' order in the file).
+    """
+
+    def __init__(self, width: int, num_elements: int, hidden_irreps: str, num_layers: int, sh_lmax: int,
+                 num_radial: int, radial_cutoff: float, graph_cutoff: float | None,
+                 average_neighbours: float, atom_count_histogram: torch.Tensor):
+        super().__init__()
+        irreps_hidden = o3.Irreps(hidden_irreps)
+        if not any(ir.l == 0 and ir.p == -1 for _, ir in irreps_hidden):
+            raise ValueError(f"hidden_irreps {hidden_irreps!r} has no parity-odd scalars (0o): mirror images "
+                             "would be indistinguishable; add e.g. '8x0o'")
+        self.irreps_sh = o3.Irreps.spherical_harmonics(sh_lmax)
+        self.num_radial = num_radial
+        self.radial_cutoff = radial_cutoff
+        self.graph_cutoff = graph_cutoff
+        n_input_scalars = irreps_hidden.count(o3.Irrep("0e"))
+        self.element_embedding = nn.Embedding(num_elements, n_input_scalars)
+        irreps = o3.Irreps(f"{n_input_scalars}x0e")
+        layers = []
+        for _ in range(num_layers):
+            layer = InteractionLayer(irreps, irreps_hidden, self.irreps_sh, num_radial, 64, average_neighbours)
+            layers.append(layer)
+            irreps = layer.irreps_out
+        self.layers = nn.ModuleList(layers)
+        self.invariant_slices = [irreps.slices()[i] for i, (_, ir) in enumerate(irreps) if ir.l == 0]
+        n_invariant = sum(s.stop - s.start for s in self.invariant_slices)
+        self.to_tokens = nn.Sequential(nn.Linear(n_invariant + n_input_scalars, width), nn.SiLU(),
+                                       nn.Linear(width, width))
+        self.to_latent_hints = nn.Linear(width, width)
+        histogram = torch.as_tensor(atom_count_histogram, dtype=torch.float64)
+        if histogram.dim() != 1 or histogram.sum() <= 0:
+            raise ValueError("atom_count_histogram must be a 1-D tensor of counts with a positive sum")
+        self.register_buffer("atom_count_histogram", histogram)
+
+    @property
+    def max_atoms(self) -> int:
+        return self.atom_count_histogram.numel() - 1
+
+    def atom_features(self, element: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Invariant per-atom features [A, F] (0e and 0o channels of the last layer plus the element embedding)."""
+        edge_index = molecule_edges(pos, batch, self.graph_cutoff)
+        vectors = pos[edge_index[1]] - pos[edge_index[0]]  # [E, 3]
+        edge_sh = o3.spherical_harmonics(self.irreps_sh, vectors, normalize=True, normalization="component")
+        edge_radial = soft_one_hot_linspace(vectors.norm(dim=-1), 0.0, self.radial_cutoff, self.num_radial,
+                                            basis="smooth_finite", cutoff=True) * self.num_radial ** 0.5
+        element_scalars = self.element_embedding(element)
+        h = element_scalars
+        for layer in self.layers:
+            h = layer(h, edge_index, edge_sh, edge_radial)
+        invariants = torch.cat([h[:, s] for s in self.invariant_slices], dim=-1)
+        return torch.cat([invariants, element_scalars], dim=-1)
+
+    def forward(self, batch) -> Observation:
+        atoms = self.atom_features(batch.element, batch.pos, batch.batch)
+        tokens, mask = to_dense_batch(self.to_tokens(atoms), batch.batch)  # [B, N, D], [B, N]
+        return Observation(tokens=tokens, mask=mask, positions=None,
+                           latent_hints=self.to_latent_hints(tokens), layout=LatentLayout(mask=mask))
+
+    def sample_atom_counts(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.multinomial(self.atom_count_histogram.float().cpu(), num_samples, replacement=True,
+                                 generator=generator)
+
+    def generation_layout(self, num_samples: int, device, generator=None) -> LatentLayout:
+        counts = self.sample_atom_counts(num_samples, generator).to(device)
+        mask = torch.arange(int(counts.max()), device=device)[None, :] < counts[:, None]
+        return LatentLayout(mask=mask)

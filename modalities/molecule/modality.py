@@ -1,0 +1,127 @@
+"""The molecule modality: QM9 atoms -> equivariant tokens -> latents -> elements and coordinates."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch_geometric.data import Batch
+
+from core.modality import LatentLayout
+from modalities.molecule.alignment import aligned_rmsd
+from modalities.molecule.dataset import QM9Dataset, element_vocabulary
+from modalities.molecule.decoder import MoleculeDecoder, MoleculePrediction
+from modalities.molecule.equivariant_embedder import EquivariantAtomEmbedder
+from modalities.molecule.losses import aligned_coordinate_mse, element_cross_entropy, pairwise_distance_mse
+from torch_geometric.utils import to_dense_batch
+
+
+def _strict(kind: str, cls, options: dict, **extra):
+    """Build cls(**options, **extra), naming the config group of an unknown or missing key."""
+    try:
+        return cls(**dict(options), **extra)
+    except TypeError as error:
+        raise TypeError(f"modality.{kind}: {error}") from None
+
+
+class MoleculeModality:
+    name = "molecule"
+    rope_axes = 0  # atoms are a set: no positions in the transformer
+
+    def __init__(self, name: str, dataset: str, split_scheme: str, train_subset: int | None,
+                 eval_subset: int | None, elements: list[str], max_atoms: int, cache_dir: str | None,
+                 embedder: dict, decoder: dict, loss: dict):
+        if name != "molecule":
+            raise ValueError(f"modality.name must be 'molecule' for MoleculeModality, got {name!r}")
+        if dataset != "qm9":
+            raise ValueError(f"modality.dataset={dataset!r}: only 'qm9' is available")
+        self.num_classes = 0
+        self.split_scheme = split_scheme
+        self.train_subset, self.eval_subset = train_subset, eval_subset
+        self.elements = list(elements)
+        self.atomic_numbers = element_vocabulary(self.elements)
+        self.max_atoms = max_atoms
+        self.cache_dir = cache_dir
+        self.embedder_options, self.decoder_options = dict(embedder), dict(decoder)
+        self.element_weight = loss["element_weight"]
+        self.coordinate_weight = loss["coordinate_weight"]
+        self.distance_weight = loss["distance_weight"]
+        unknown = set(loss) - {"element_weight", "coordinate_weight", "distance_weight"}
+        if unknown:
+            raise KeyError(f"modality.loss has unknown keys {sorted(unknown)}")
+        self._datasets: dict[str, QM9Dataset] = {}
+
+    # ------------------------------------------------------------------ data
+    def dataset(self, split: str) -> QM9Dataset:
+        if split not in self._datasets:
+            subset = self.train_subset if split == "train" else self.eval_subset
+            data = next(iter(self._datasets.values())).data if self._datasets else None
+            ds = QM9Dataset(split, self.split_scheme, self.elements, subset, self.cache_dir, data)
+            largest = int(ds.atom_counts().max())
+            if largest > self.max_atoms:
+                raise ValueError(f"the {split} split has a molecule of {largest} atoms but modality.max_atoms="
+                                 f"{self.max_atoms}; raise modality.max_atoms")
+            self._datasets[split] = ds
+        return self._datasets[split]
+
+    def collate(self, items: list) -> Batch:
+        return Batch.from_data_list(items)
+
+    def batch_to(self, batch: Batch, device: torch.device) -> Batch:
+        return batch.to(device, non_blocking=True)
+
+    def batch_labels(self, batch: Batch) -> torch.Tensor | None:
+        return None
+
+    def batch_size(self, batch: Batch) -> int:
+        return batch.num_graphs
+
+    # ------------------------------------------------------------------ networks
+    def atom_count_histogram(self) -> torch.Tensor:
+        counts = self.dataset("train").atom_counts()
+        return torch.bincount(counts, minlength=self.max_atoms + 1)[: self.max_atoms + 1]
+
+    def build_embedder(self, width: int) -> EquivariantAtomEmbedder:
+        return _strict("embedder", EquivariantAtomEmbedder, self.embedder_options, width=width,
+                       num_elements=len(self.elements), atom_count_histogram=self.atom_count_histogram())
+
+    def build_decoder(self, latent_channels: int) -> MoleculeDecoder:
+        return _strict("decoder", MoleculeDecoder, self.decoder_options, latent_channels=latent_channels,
+                       num_elements=len(self.elements))
+
+    # ------------------------------------------------------------------ losses and metrics
+    def dense_targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        elements, mask = to_dense_batch(batch.element, batch.batch)
+        positions, _ = to_dense_batch(batch.pos, batch.batch)
+        return elements, positions, mask
+
+    def reconstruction_loss(self, prediction: MoleculePrediction, batch: Batch):
+        elements, positions, mask = self.dense_targets(batch)
+        ce = element_cross_entropy(prediction.element_logits, elements, mask)
+        coordinates = aligned_coordinate_mse(prediction.positions, positions, mask)
+        distances = pairwise_distance_mse(prediction.positions, positions, mask)
+        loss = self.element_weight * ce + self.coordinate_weight * coordinates + self.distance_weight * distances
+        return loss, {"element_ce": ce, "coordinate_mse": coordinates, "distance_mse": distances}
+
+    def reconstruction_metrics(self, prediction: MoleculePrediction, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per-molecule values [B]: element accuracy, aligned coordinate RMSD (Å), exact element match."""
+        elements, positions, mask = self.dense_targets(batch)
+        correct = (prediction.elements == elements) & mask
+        return {
+            "element_accuracy": correct.sum(1) / mask.sum(1),
+            "coordinate_rmsd": aligned_rmsd(prediction.positions, positions, mask),
+            "all_elements_correct": (correct.sum(1) == mask.sum(1)).float(),
+        }
+
+    # ------------------------------------------------------------------ samples
+    def to_molecules(self, prediction: MoleculePrediction) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per molecule: (atomic numbers [n], positions [n, 3] Å), padding dropped."""
+        atomic_numbers = self.atomic_numbers.to(prediction.element_logits.device)[prediction.elements]
+        return [(atomic_numbers[i][m].cpu(), prediction.positions[i][m].float().cpu())
+                for i, m in enumerate(prediction.mask)]
+
+    def write_samples(self, predictions: list[MoleculePrediction], layouts: list[LatentLayout], labels: list,
+                      out_dir: Path) -> dict[str, Any]:
+        from modalities.molecule.sample_writer import write_molecule_samples
+        molecules = [m for prediction in predictions for m in self.to_molecules(prediction)]
+        return write_molecule_samples(molecules, Path(out_dir))

@@ -1,0 +1,128 @@
+import pytest
+import torch
+
+from core.generative_encoder import DecoderTrunk, GenerativeEncoder
+from core.modality import LatentLayout, Observation
+from core.rope import RotaryEmbedding, apply_rotary
+
+
+def make_ge(**overrides):
+    options = dict(depth=3, width=32, heads=4, mlp_ratio=2.0, qk_norm=True, latent_channels=6, num_classes=5,
+                   class_dropout=0.1, in_context_tokens=0, in_context_start=0, rope_axes=0,
+                   tokenize_t_max=0.01, latent_norm_affine=True, gradient_checkpointing=False)
+    options.update(overrides)
+    torch.manual_seed(0)
+    ge = GenerativeEncoder(**options)
+    for p in ge.parameters():  # leave the zero init so outputs depend on inputs
+        torch.nn.init.normal_(p, std=0.1)
+    return ge.eval()
+
+
+def test_zero_init_output_is_the_latent_norm_bias():
+    ge = GenerativeEncoder(depth=2, width=32, heads=4, mlp_ratio=2.0, qk_norm=True, latent_channels=6,
+                           num_classes=0, class_dropout=0.0, in_context_tokens=0, in_context_start=0, rope_axes=0,
+                           tokenize_t_max=0.01, latent_norm_affine=True, gradient_checkpointing=False)
+    x = torch.randn(2, 5, 6)
+    out = ge.denoise(x, torch.rand(2), None, LatentLayout(mask=torch.ones(2, 5, dtype=torch.bool)))
+    assert torch.allclose(out, ge.latent_norm.bias.expand_as(out))
+
+
+def test_denoise_shapes_and_padding_does_not_leak():
+    ge = make_ge()
+    x = torch.randn(2, 7, 6)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    t, labels = torch.rand(2), torch.tensor([1, 2])
+    out = ge.denoise(x, t, labels, LatentLayout(mask=mask))
+    assert out.shape == (2, 7, 6)
+    x2 = x.clone()
+    x2[1, 4:] = 1000.0  # change only padding of sample 1
+    out2 = ge.denoise(x2, t, labels, LatentLayout(mask=mask))
+    assert torch.allclose(out[1, :4], out2[1, :4], atol=1e-5)
+
+
+def test_set_denoiser_is_permutation_equivariant():
+    ge = make_ge()
+    x = torch.randn(1, 6, 6)
+    layout = LatentLayout(mask=torch.ones(1, 6, dtype=torch.bool))
+    perm = torch.randperm(6)
+    out = ge.denoise(x, torch.tensor([0.3]), torch.tensor([1]), layout)
+    out_perm = ge.denoise(x[:, perm], torch.tensor([0.3]), torch.tensor([1]), layout)
+    assert torch.allclose(out[:, perm], out_perm, atol=1e-5)
+
+
+def test_tokenize_uses_observation_and_null_class():
+    ge = make_ge(in_context_tokens=4, in_context_start=1)
+    obs_tokens = torch.randn(2, 5, 32)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    observation = Observation(obs_tokens, mask, None, latent_hints=torch.randn(2, 5, 32),
+                              layout=LatentLayout(mask=mask))
+    torch.manual_seed(1)
+    z1 = ge.tokenize(observation)
+    torch.manual_seed(1)
+    z2 = ge.tokenize(Observation(obs_tokens + 1, mask, None, observation.latent_hints, observation.layout))
+    assert z1.shape == (2, 5, 6) and not torch.allclose(z1, z2)
+
+
+def test_class_condition_changes_prediction_and_dropout_only_in_training():
+    ge = make_ge(in_context_tokens=2, in_context_start=1, class_dropout=1.0)
+    x, t = torch.randn(2, 4, 6), torch.rand(2)
+    layout = LatentLayout(mask=torch.ones(2, 4, dtype=torch.bool))
+    a = ge.denoise(x, t, torch.tensor([0, 0]), layout)
+    b = ge.denoise(x, t, torch.tensor([3, 3]), layout)
+    null = ge.denoise(x, t, ge.y_embedder.null_labels(2, "cpu"), layout)
+    assert not torch.allclose(a, b)
+    ge.train()  # dropout 1.0: every label becomes the null class
+    assert torch.allclose(ge.denoise(x, t, torch.tensor([0, 0]), layout), null, atol=1e-6)
+
+
+def test_rope_grid_model_requires_positions():
+    ge = make_ge(rope_axes=2)
+    layout = LatentLayout(mask=torch.ones(1, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="positions"):
+        ge.denoise(torch.randn(1, 4, 6), torch.rand(1), None, layout)
+    grid = torch.stack(torch.meshgrid(torch.arange(2.), torch.arange(2.), indexing="ij"), -1).view(1, 4, 2)
+    out = ge.denoise(torch.randn(1, 4, 6), torch.rand(1), None, LatentLayout(layout.mask, positions=grid))
+    assert out.shape == (1, 4, 6)
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    rope = RotaryEmbedding(head_dim=8, num_axes=2)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(pq, pk):
+        cq, sq = rope(torch.tensor([[pq]], dtype=torch.float32))
+        ck, sk = rope(torch.tensor([[pk]], dtype=torch.float32))
+        return float((apply_rotary(q, cq, sq) * apply_rotary(k, ck, sk)).sum())
+    assert score([1, 2], [3, 5]) == pytest.approx(score([4, 0], [6, 3]), abs=1e-5)
+    assert score([1, 2], [3, 5]) != pytest.approx(score([1, 2], [3, 6]), abs=1e-3)
+
+
+def test_bad_sizes():
+    with pytest.raises(ValueError, match="latent_channels"):
+        make_ge(latent_channels=0)
+    with pytest.raises(ValueError, match="in_context_start"):
+        make_ge(in_context_tokens=2, in_context_start=9)
+
+
+def test_decoder_trunk_mask_token():
+    trunk = DecoderTrunk(6, depth=1, width=16, heads=2, mlp_ratio=2.0, qk_norm=True, rope_axes=0)
+    z = torch.randn(1, 3, 6)
+    layout = LatentLayout(mask=torch.ones(1, 3, dtype=torch.bool))
+    hidden = torch.tensor([[False, True, False]])
+    a = trunk(z, layout, hidden)
+    z2 = z.clone()
+    z2[0, 1] = 99.0  # a masked position's latent is never read
+    assert torch.allclose(a, trunk(z2, layout, hidden))
+
+
+def test_gradient_checkpointing_matches():
+    ge = make_ge()
+    ge_ckpt = make_ge(gradient_checkpointing=True)
+    ge.train(), ge_ckpt.train()
+    x, t, y = torch.randn(2, 4, 6), torch.rand(2), torch.tensor([1, 2])
+    layout = LatentLayout(mask=torch.ones(2, 4, dtype=torch.bool))
+    ge.y_embedder.dropout = ge_ckpt.y_embedder.dropout = 0.0
+    ge(x, t, y, layout, None, False).sum().backward()
+    ge_ckpt(x, t, y, layout, None, False).sum().backward()
+    for p, q in zip(ge.parameters(), ge_ckpt.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5)

@@ -1,0 +1,81 @@
+import math
+
+import pytest
+import torch
+
+from core.transport import (decoder_latent_noise, interpolate, interpolative_latent_noise, per_sample_mean,
+                            random_token_mask, target_velocity, velocity_from_x_prediction, velocity_loss,
+                            x_prediction_loss)
+
+
+def test_linear_path_endpoints_and_midpoint():
+    x0, x1 = torch.randn(4, 3, 2), torch.randn(4, 3, 2)
+    assert torch.equal(interpolate(x0, x1, torch.zeros(4)), x0)  # t = 0 is noise
+    assert torch.equal(interpolate(x0, x1, torch.ones(4)), x1)  # t = 1 is data
+    assert torch.allclose(interpolate(x0, x1, torch.full((4,), 0.25)), 0.25 * x1 + 0.75 * x0)
+
+
+def test_path_velocity_is_time_derivative():
+    x0, x1, t, h = torch.randn(3, 5, 2), torch.randn(3, 5, 2), torch.rand(3) * 0.8 + 0.1, 1e-3
+    finite_difference = (interpolate(x0, x1, t + h) - interpolate(x0, x1, t - h)) / (2 * h)
+    assert torch.allclose(finite_difference, target_velocity(x0, x1), atol=1e-3)
+
+
+def test_velocity_from_exact_x_prediction_is_path_velocity():
+    x0, x1 = torch.randn(6, 4, 3, dtype=torch.float64), torch.randn(6, 4, 3, dtype=torch.float64)
+    t = torch.tensor([0.0, 0.1, 0.5, 0.9, 0.94, 0.95], dtype=torch.float64)
+    v = velocity_from_x_prediction(x1, interpolate(x0, x1, t), t, min_remaining_time=0.05)
+    assert torch.allclose(v, x1 - x0)
+
+
+def test_velocity_clamp_near_data_end():
+    x0, x1 = torch.randn(2, 1, 1, dtype=torch.float64), torch.randn(2, 1, 1, dtype=torch.float64)
+    t = torch.tensor([0.99, 1.0], dtype=torch.float64)
+    x1_hat = x1 + 1.0
+    x_t = interpolate(x0, x1, t)
+    v = velocity_from_x_prediction(x1_hat, x_t, t, 0.05)
+    assert torch.allclose(v, (x1_hat - x_t) / 0.05)
+
+
+def test_velocity_loss_closed_form():
+    x0, x1, x1_hat = torch.randn(3, 4, 2), torch.randn(3, 4, 2), torch.randn(3, 4, 2)
+    t = torch.tensor([0.2, 0.5, 0.8])
+    expected = ((x1_hat - x1) ** 2).flatten(1).mean(1) / (1 - t) ** 2  # v_hat - v = (x1_hat - x1) / (1 - t)
+    assert torch.allclose(velocity_loss(x1_hat, x0, x1, t, 0.05), expected, rtol=1e-5)
+    assert torch.allclose(velocity_loss(x1, x0, x1, t, 0.05), torch.zeros(3))
+    assert torch.allclose(x_prediction_loss(x1_hat, x1), ((x1_hat - x1) ** 2).flatten(1).mean(1))
+
+
+def test_masked_mean_ignores_padding():
+    values = torch.ones(2, 3, 4)
+    values[0, 2] = 100.0  # padding of sample 0
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    assert torch.allclose(per_sample_mean(values, mask), torch.ones(2))
+
+
+def test_decoder_noise_probability_and_range():
+    torch.manual_seed(0)
+    z = torch.randn(4000, 2, 3)
+    noised = decoder_latent_noise(z, probability=0.5, t_min=0.7)
+    changed = (noised != z).flatten(1).any(1).float().mean()
+    assert abs(float(changed) - 0.5) < 0.04
+    assert torch.equal(decoder_latent_noise(z, 0.0, 0.7), z)
+
+
+def test_interpolative_noise_moments():
+    # z' = (1 - tau) z + tau * gamma * eps with tau ~ U(0, 1): for z = 0, E[z'^2] = gamma^2 E[tau^2] = gamma^2 / 3
+    torch.manual_seed(0)
+    noised = interpolative_latent_noise(torch.zeros(20000, 1, 8), gamma=3.0)
+    assert math.isclose(float(noised.pow(2).mean()), 9.0 / 3, rel_tol=0.05)
+
+
+def test_random_token_mask_ratio_and_padding():
+    torch.manual_seed(0)
+    real = torch.ones(5000, 20, dtype=torch.bool)
+    real[:, 15:] = False
+    masked = random_token_mask(real, -0.1, 0.75)
+    assert not masked[:, 15:].any()  # padding is never masked
+    ratio = masked.sum(1).float() / 15
+    # E[max(0, U(-0.1, 0.75))] = (0.75^2 / 2) / 0.85
+    assert abs(float(ratio.mean()) - 0.75 ** 2 / 2 / 0.85) < 0.01
+    assert float(ratio.max()) <= 0.75 + 1e-6
