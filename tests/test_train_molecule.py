@@ -9,15 +9,11 @@ from core.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from core.metrics_log import MetricsLog
 from core.train import train
 
-SMALL = ["modality=molecule", "modality.train_subset=256", "modality.eval_subset=32", "trainer.batch_size=16",
-         "trainer.log_every=1", "trainer.warmup_steps=2", "trainer.eval_batches=1", "trainer.eval_batch_size=16",
-         "sampler.num_samples=4", "sampler.batch_size=4", "sampler.num_steps=4",
-         "modality.decoder.depth=1", "modality.decoder.width=64", "modality.embedder.num_layers=3",
-         "modality.embedder.hidden_irreps=8x0e+4x0o+4x1o+4x1e", "model.depth=2", "model.width=64"]
+SMALL = ["experiment=molecule_smoke"]
 
 
 def test_training_smoke_run_learns_and_writes_everything(compose_config, tmp_path):
-    cfg = compose_config(SMALL + ["trainer.max_steps=30", "trainer.lr=1e-3", f"trainer.out_dir={tmp_path}"])
+    cfg = compose_config(SMALL + ["trainer.lr=1e-3", f"trainer.out_dir={tmp_path}"])
     summary = train(cfg)
     rows = [r for r in MetricsLog(tmp_path, True).rows() if "loss" in r]
     assert summary["steps"] == 30 and len(rows) == 30

@@ -17,6 +17,7 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch_geometric.utils import scatter, to_dense_batch
 
 from core.modality import LatentLayout, Observation
+from modalities.molecule.atom_counts import AtomCountPrior
 from modalities.molecule.graph import molecule_edges
 
 
@@ -102,14 +103,7 @@ class EquivariantAtomEmbedder(nn.Module):
         self.to_tokens = nn.Sequential(nn.Linear(n_invariant + n_input_scalars, width), nn.SiLU(),
                                        nn.Linear(width, width))
         self.to_latent_hints = nn.Linear(width, width)
-        histogram = torch.as_tensor(atom_count_histogram, dtype=torch.float64)
-        if histogram.dim() != 1 or histogram.sum() <= 0:
-            raise ValueError("atom_count_histogram must be a 1-D tensor of counts with a positive sum")
-        self.register_buffer("atom_count_histogram", histogram)
-
-    @property
-    def max_atoms(self) -> int:
-        return self.atom_count_histogram.numel() - 1
+        self.atom_counts = AtomCountPrior(atom_count_histogram)
 
     def atom_features(self, element: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """Invariant per-atom features [A, F] (0e and 0o channels of the last layer plus the element embedding)."""
@@ -131,11 +125,5 @@ class EquivariantAtomEmbedder(nn.Module):
         return Observation(tokens=tokens, mask=mask, positions=None,
                            latent_hints=self.to_latent_hints(tokens), layout=LatentLayout(mask=mask))
 
-    def sample_atom_counts(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.multinomial(self.atom_count_histogram.float().cpu(), num_samples, replacement=True,
-                                 generator=generator)
-
     def generation_layout(self, num_samples: int, device, generator=None) -> LatentLayout:
-        counts = self.sample_atom_counts(num_samples, generator).to(device)
-        mask = torch.arange(int(counts.max()), device=device)[None, :] < counts[:, None]
-        return LatentLayout(mask=mask)
+        return self.atom_counts.generation_layout(num_samples, device, generator)

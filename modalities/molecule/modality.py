@@ -5,13 +5,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import get_class
+from torch import nn
 from torch_geometric.data import Batch
 
 from core.modality import LatentLayout
 from modalities.molecule.alignment import aligned_rmsd
 from modalities.molecule.dataset import QM9Dataset, element_vocabulary
 from modalities.molecule.decoder import MoleculeDecoder, MoleculePrediction
-from modalities.molecule.equivariant_embedder import EquivariantAtomEmbedder
 from modalities.molecule.losses import aligned_coordinate_mse, element_cross_entropy, pairwise_distance_mse
 from torch_geometric.utils import to_dense_batch
 
@@ -81,9 +82,12 @@ class MoleculeModality:
         counts = self.dataset("train").atom_counts()
         return torch.bincount(counts, minlength=self.max_atoms + 1)[: self.max_atoms + 1]
 
-    def build_embedder(self, width: int) -> EquivariantAtomEmbedder:
-        return _strict("embedder", EquivariantAtomEmbedder, self.embedder_options, width=width,
-                       num_elements=len(self.elements), atom_count_histogram=self.atom_count_histogram())
+    def build_embedder(self, width: int) -> nn.Module:
+        """The class named by modality.embedder._target_ (equivariant or coordinate tokens)."""
+        options = dict(self.embedder_options)
+        cls = get_class(options.pop("_target_"))
+        return _strict("embedder", cls, options, width=width, num_elements=len(self.elements),
+                       atom_count_histogram=self.atom_count_histogram())
 
     def build_decoder(self, latent_channels: int) -> MoleculeDecoder:
         return _strict("decoder", MoleculeDecoder, self.decoder_options, latent_channels=latent_channels,

@@ -77,7 +77,7 @@ def test_parity_odd_scalars_are_required():
 
 def test_generation_layout_follows_histogram():
     embedder, _ = build()
-    counts = embedder.sample_atom_counts(4000, torch.Generator().manual_seed(0))
+    counts = embedder.atom_counts.sample(4000, torch.Generator().manual_seed(0))
     assert set(counts.tolist()) <= {2, 3, 4, 5}
     assert abs(float((counts == 2).float().mean()) - 0.25) < 0.03
     layout = embedder.generation_layout(6, torch.device("cpu"))
