@@ -6,7 +6,6 @@ Writes into trainer.out_dir: checkpoints/, metrics.jsonl + metrics.csv, samples/
 from __future__ import annotations
 
 import json
-import math
 import random
 import signal
 import time
@@ -135,7 +134,7 @@ def train(cfg: DictConfig) -> dict:
     start_time = time.monotonic()
     time_limit = None if tc.time_limit_minutes is None else 60.0 * tc.time_limit_minutes
     progress = tqdm(total=tc.max_steps, initial=step, disable=not world.is_main, desc="train", dynamic_ncols=True)
-    running: dict[str, float] = {}
+    running: dict[str, torch.Tensor] = {}
     samples_since_log, log_clock = 0, time.monotonic()
     skipped_steps = 0
     stop_reason = "max_steps"
@@ -149,7 +148,7 @@ def train(cfg: DictConfig) -> dict:
                             num_workers=tc.num_workers, drop_last=True, pin_memory=world.device.type == "cuda",
                             generator=torch.Generator().manual_seed(tc.seed * 7919 + epoch))
         micro = 0
-        step_parts: dict[str, float] = {}
+        step_parts: dict[str, torch.Tensor] = {}  # on the device: no host sync per micro-batch
         for batch in loader:
             batch = modality.batch_to(batch, world.device)
             micro += 1
@@ -159,15 +158,15 @@ def train(cfg: DictConfig) -> dict:
                 loss, parts = model(batch)
                 (loss / tc.grad_accum).backward()
             for key, value in parts.items():
-                step_parts[key] = step_parts.get(key, 0.0) + float(value) / tc.grad_accum
+                step_parts[key] = step_parts.get(key, 0.0) + value.float() / tc.grad_accum
             position += micro_batch
             if not last_micro:
                 continue
             grad_norm = torch.nn.utils.clip_grad_norm_(recipe.parameters(), tc.grad_clip)
-            if not (math.isfinite(step_parts["loss"]) and torch.isfinite(grad_norm)):
+            if not bool(torch.isfinite(step_parts["loss"]) & torch.isfinite(grad_norm)):  # one sync per step
                 if tc.nonfinite == "stop":
                     raise NonFiniteLossError(
-                        f"non-finite loss or gradient at step {step + 1} (loss {step_parts['loss']}, grad norm "
+                        f"non-finite loss or gradient at step {step + 1} (loss {float(step_parts['loss'])}, grad norm "
                         f"{float(grad_norm)}); the last good checkpoint in {ckpt_dir} is untouched. "
                         f"Set trainer.nonfinite=skip to skip such steps.")
                 optimizer.zero_grad(set_to_none=True)
@@ -182,15 +181,14 @@ def train(cfg: DictConfig) -> dict:
             step += 1
             samples_since_log += tc.batch_size
             progress.update(1)
-            step_parts["grad_norm"] = float(grad_norm)
+            step_parts["grad_norm"] = grad_norm.detach().float()
             for key, value in step_parts.items():
                 running[key] = running.get(key, 0.0) + value
             step_parts = {}
 
             if step % tc.log_every == 0 or step == tc.max_steps:
                 steps_in_window = tc.log_every if step % tc.log_every == 0 else step % tc.log_every
-                row = {k: float(all_reduce_mean(torch.tensor(v / steps_in_window, device=world.device), world))
-                       for k, v in running.items()}
+                row = {k: float(all_reduce_mean(v / steps_in_window, world)) for k, v in running.items()}
                 elapsed = time.monotonic() - log_clock
                 row.update(step=step, epoch=epoch, lr=schedulers[0].get_last_lr()[0],
                            samples_per_second=samples_since_log / max(elapsed, 1e-9),

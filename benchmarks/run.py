@@ -1,0 +1,30 @@
+"""Run a named benchmark:  python -m benchmarks.run NAME [ARGS ...]
+
+Each benchmark is a module of this package with a `main()`; results go to benchmarks/results/.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "parameter_counts": "GE/decoder parameter counts by size, next to the paper's UNITE-B",
+    "fault_injection": "SIGKILL at random steps, resume, compare bit for bit (--kills N)",
+    "molecule_eval_speed": "evaluation harness throughput on 10,000 QM9 molecules",
+    "qm9_data_figures": "stability/validity of QM9's own molecules under every bond route",
+    "cifar10_fid_train_vs_test": "FID between CIFAR-10 train and test images",
+    "train_throughput": "training steps per second of a preset (--preset, --steps)",
+}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in BENCHMARKS:
+        listing = "\n".join(f"  {name:28s} {text}" for name, text in BENCHMARKS.items())
+        raise SystemExit(f"usage: python -m benchmarks.run NAME [ARGS ...]\n\nbenchmarks:\n{listing}")
+    name = sys.argv[1]
+    sys.argv = [f"benchmarks.{name}", *sys.argv[2:]]
+    importlib.import_module(f"benchmarks.{name}").main()
+
+
+if __name__ == "__main__":
+    main()
