@@ -3,8 +3,8 @@
     python -m core.sample checkpoint=runs/molecule/<run>/checkpoints/step_000001500.pt num_samples=1000 \
         [out_dir=...] [sampler.solver=heun sampler.num_steps=50 sampler.guidance_scale=...] [device=auto]
 
-The model is rebuilt from the config stored in the checkpoint; sampler keys given here override the
-checkpoint's. The modality writes the files (molecules: SDF, XYZ, PNG grid; images: PNGs and a grid).
+The model is rebuilt from the config stored in the checkpoint; the sampler settings are those of
+configs/sampler/default.yaml plus any `sampler.*` overrides given here. The modality writes the files (molecules: SDF, XYZ, PNG grid; images: PNGs and a grid).
 """
 from __future__ import annotations
 
@@ -26,13 +26,12 @@ def sample(cfg: DictConfig) -> dict:
     world = init_world(cfg.device)
     state = load_checkpoint(Path(cfg.checkpoint), map_location="cpu")
     run_cfg = OmegaConf.create(state["config"])
-    sampler_cfg = OmegaConf.merge(run_cfg.sampler, cfg.sampler)
     modality = build_modality(run_cfg)
     model = build_recipe(run_cfg, modality)
     model.load_state_dict(state["ema"])
     model.to(world.device)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.checkpoint).parent.parent / f"samples_step{state['step']}"
-    summary = generate_and_write(model, modality, sampler_cfg, cfg.num_samples, out_dir, world.device, cfg.seed)
+    summary = generate_and_write(model, modality, cfg.sampler, cfg.num_samples, out_dir, world.device, cfg.seed)
     summary.update(checkpoint=str(cfg.checkpoint), step=state["step"])
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

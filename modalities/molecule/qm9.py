@@ -1,8 +1,9 @@
 """QM9 with DFT (B3LYP) coordinates, read from the offline `qm9pack` wheel and cached as one tensor file.
 
 The wheel ships three CSV files with all 130,831 characterised molecules. Parsing them takes about a
-minute, so the first call writes a compact cache (`qm9_v1.pt`, ~15 MB) that later calls load in a second.
+minute, so the first call writes a compact cache (`qm9_v2.pt`, ~38 MB) that later calls load in a second.
 A cache that cannot be read, or whose content fails its checks, is rebuilt from the wheel, never used.
+The cache alone is enough (no wheel needed): copy it into $UNITE_CACHE/qm9/ on a machine without qm9pack.
 
 Splits: EDM's (seeded permutation, 100,000 / 17,748 / 13,083) and ADiT's (index order, 100,000 / 18,000 /
 rest), as documented in `shared/data/README.md`.
@@ -21,7 +22,7 @@ import torch
 
 NUM_QM9_MOLECULES = 130_831
 ELEMENT_TO_Z = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: atomic numbers stored as uint8 (the file travels to GPU machines: ~38 MB)
 # QM9 targets kept for property conditioning; names are the wheel's column names.
 PROPERTY_COLUMNS = ("Dipole_debye", "Polarizability_bohr3", "HOMO_au", "LUMO_au", "HOMO_LUMO_gap_au",
                     "Heatcapacity_Cv_cal_mol_K")
@@ -163,7 +164,9 @@ def load_qm9(cache_dir: str | Path | None = None) -> QM9Molecules:
             blob = torch.load(path, weights_only=True)
             if blob.get("version") != CACHE_VERSION:
                 raise ValueError(f"cache version {blob.get('version')} != {CACHE_VERSION}")
-            data = QM9Molecules(**{k: blob[k] for k in QM9Molecules.__dataclass_fields__})
+            fields = {k: blob[k] for k in QM9Molecules.__dataclass_fields__}
+            fields["atomic_numbers"] = fields["atomic_numbers"].long()
+            data = QM9Molecules(**fields)
             data.check(str(path))
             return data
         except Exception as error:  # any unreadable or inconsistent cache is rebuilt, never used
@@ -171,5 +174,6 @@ def load_qm9(cache_dir: str | Path | None = None) -> QM9Molecules:
             warnings.warn(f"QM9 cache {path} is unusable ({reason}); rebuilding it from the qm9pack wheel.")
     data = parse_qm9pack(qm9pack_data_dir())
     data.check("qm9pack CSV files")
-    _save_atomically({"version": CACHE_VERSION, **data.__dict__}, path)
+    _save_atomically({"version": CACHE_VERSION, **data.__dict__,
+                      "atomic_numbers": data.atomic_numbers.to(torch.uint8)}, path)
     return data
