@@ -11,18 +11,30 @@ from torch.utils.data import DataLoader, Subset
 @torch.no_grad()
 def reconstruction_report(model, modality, split: str, max_batches: int, batch_size: int,
                           device: torch.device) -> dict[str, float]:
-    """Mean of the modality's per-sample reconstruction metrics over the first max_batches batches."""
+    """Mean of the modality's per-sample reconstruction metrics over the first max_batches batches.
+
+    A per-sample value of NaN means "undefined for this sample" (e.g. no reference SMILES): it is left
+    out of that metric's mean, and `<metric>/count` says how many samples the mean covers."""
     dataset = modality.dataset(split)
     count = min(len(dataset), max_batches * batch_size)
     loader = DataLoader(Subset(dataset, range(count)), batch_size=batch_size, collate_fn=modality.collate)
     model.eval()
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for batch in loader:
         batch = modality.batch_to(batch, device)
         prediction, _ = model.reconstruct(batch)
         for key, values in modality.reconstruction_metrics(prediction, batch).items():
-            sums[key] = sums.get(key, 0.0) + float(values.float().sum())
-    return {**{k: v / count for k, v in sums.items()}, "samples": count, "split": split}
+            values = values.float().cpu()
+            defined = ~torch.isnan(values)
+            sums[key] = sums.get(key, 0.0) + float(values[defined].sum())
+            counts[key] = counts.get(key, 0) + int(defined.sum())
+    report: dict = {"samples": count, "split": split}
+    for key in sums:
+        report[key] = sums[key] / counts[key] if counts[key] else float("nan")
+        if counts[key] != count:
+            report[f"{key}/count"] = counts[key]
+    return report
 
 
 @torch.no_grad()

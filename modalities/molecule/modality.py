@@ -10,10 +10,10 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from core.modality import LatentLayout
-from modalities.molecule.alignment import aligned_rmsd
 from modalities.molecule.dataset import QM9Dataset, element_vocabulary
 from modalities.molecule.decoder import MoleculeDecoder, MoleculePrediction
 from modalities.molecule.losses import aligned_coordinate_mse, element_cross_entropy, pairwise_distance_mse
+from modalities.molecule.reconstruction_metrics import kabsch_rmsd, reconstruction_match
 from torch_geometric.utils import to_dense_batch
 
 
@@ -31,7 +31,7 @@ class MoleculeModality:
 
     def __init__(self, name: str, dataset: str, split_scheme: str, train_subset: int | None,
                  eval_subset: int | None, elements: list[str], max_atoms: int, cache_dir: str | None,
-                 embedder: dict, decoder: dict, loss: dict):
+                 embedder: dict, decoder: dict, loss: dict, evaluation: dict):
         if name != "molecule":
             raise ValueError(f"modality.name must be 'molecule' for MoleculeModality, got {name!r}")
         if dataset != "qm9":
@@ -50,6 +50,10 @@ class MoleculeModality:
         unknown = set(loss) - {"element_weight", "coordinate_weight", "distance_weight"}
         if unknown:
             raise KeyError(f"modality.loss has unknown keys {sorted(unknown)}")
+        self.evaluation = dict(evaluation)
+        unknown = set(self.evaluation) - {"reference", "fcd", "workers"}
+        if unknown or len(self.evaluation) != 3:
+            raise KeyError(f"modality.evaluation needs exactly reference, fcd, workers; got {sorted(self.evaluation)}")
         self._datasets: dict[str, QM9Dataset] = {}
 
     # ------------------------------------------------------------------ data
@@ -108,13 +112,23 @@ class MoleculeModality:
         return loss, {"element_ce": ce, "coordinate_mse": coordinates, "distance_mse": distances}
 
     def reconstruction_metrics(self, prediction: MoleculePrediction, batch: Batch) -> dict[str, torch.Tensor]:
-        """Per-molecule values [B]: element accuracy, aligned coordinate RMSD (Å), exact element match."""
+        """Per-molecule values [B]: element accuracy, aligned coordinate RMSD (Å), all elements right, and
+        match (same canonical SMILES with stereo, EDM bond route); match is NaN (left out) where the input
+        molecule itself has no valid EDM-route SMILES."""
         elements, positions, mask = self.dense_targets(batch)
         correct = (prediction.elements == elements) & mask
+        predicted = self.to_molecules(prediction)
+        target_numbers = self.atomic_numbers.to(elements.device)[elements]
+        match = []
+        for i, (z, x) in enumerate(predicted):
+            verdict = reconstruction_match(z.numpy(), x.double().numpy(), target_numbers[i][mask[i]].cpu().numpy(),
+                                           positions[i][mask[i]].double().cpu().numpy(), route="edm")
+            match.append(float("nan") if verdict is None else float(verdict))
         return {
             "element_accuracy": correct.sum(1) / mask.sum(1),
-            "coordinate_rmsd": aligned_rmsd(prediction.positions, positions, mask),
+            "coordinate_rmsd": kabsch_rmsd(prediction.positions.float(), positions, mask),
             "all_elements_correct": (correct.sum(1) == mask.sum(1)).float(),
+            "match_rate_edm": torch.tensor(match),
         }
 
     # ------------------------------------------------------------------ samples
@@ -128,4 +142,4 @@ class MoleculeModality:
                       out_dir: Path) -> dict[str, Any]:
         from modalities.molecule.sample_writer import write_molecule_samples
         molecules = [m for prediction in predictions for m in self.to_molecules(prediction)]
-        return write_molecule_samples(molecules, Path(out_dir))
+        return write_molecule_samples(molecules, Path(out_dir), self.split_scheme, **self.evaluation)

@@ -1,6 +1,7 @@
-"""Write generated molecules as XYZ + SDF, a PNG grid of 2-D depictions, and their headline metrics."""
+"""Write generated molecules as XYZ + SDF, a PNG grid of 2-D depictions, and their evaluation."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,6 @@ import torch
 
 from modalities.molecule.bond_perception import perceive
 from modalities.molecule.files import write_sdf, write_xyz
-from modalities.molecule.stability import check_stability, summarize_stability
 
 Molecule = tuple[torch.Tensor, torch.Tensor]  # atomic numbers [n], positions [n, 3] Å
 
@@ -37,17 +37,28 @@ def depiction_grid(molecules: list[Molecule], path: Path, route: str, max_molecu
     return len(drawn)
 
 
-def write_molecule_samples(molecules: list[Molecule], out_dir: Path, route: str = "edm") -> dict:
-    """samples.xyz, samples.sdf (bonds from `route`), samples.png; returns stability/validity figures."""
+def headline(result: dict) -> dict:
+    """Flat numbers of an evaluation for the run's metrics log."""
+    flat = {f"stability/{k}": v for k, v in result["stability"].items() if isinstance(v, (int, float))}
+    for route, figures in result["routes"].items():
+        flat.update({f"{route}/{k}": v for k, v in figures.items() if isinstance(v, (int, float))})
+    return flat
+
+
+def write_molecule_samples(molecules: list[Molecule], out_dir: Path, split: str, reference: str | None,
+                           fcd: bool, workers: int, route: str = "edm") -> dict:
+    """samples.xyz, samples.sdf (bonds from `route`), samples.png, evaluation.json/.md; returns headline figures.
+
+    The evaluation is the full harness (EDM stability, validity under every bond route, uniqueness,
+    novelty against the reference's training split, FCD against its test split)."""
+    from modalities.molecule.evaluate import evaluate_molecules, markdown_table
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_xyz(out_dir / "samples.xyz", [(z, x, f"generated {i}") for i, (z, x) in enumerate(molecules)])
-    write_sdf(out_dir / "samples.sdf", [(z, x, f"generated {i}") for i, (z, x) in enumerate(molecules)], route=route)
+    named = [(z, x, f"generated {i}") for i, (z, x) in enumerate(molecules)]
+    write_xyz(out_dir / "samples.xyz", named)
+    write_sdf(out_dir / "samples.sdf", named, route=route)
     drawn = depiction_grid(molecules, out_dir / "samples.png", route, max_molecules=24, per_row=6)
-    stability = summarize_stability([check_stability(z.numpy(), x.numpy().astype(np.float64)) for z, x in molecules])
-    valid = [perceive(route, z.numpy(), x.numpy().astype(np.float64)).mol for z, x in molecules]
-    from rdkit import Chem
-    smiles = [Chem.MolToSmiles(Chem.RemoveHs(m, sanitize=False)) for m in valid if m is not None]
-    return {"atom_stability": stability.atom_stability, "molecule_stability": stability.molecule_stability,
-            f"validity_{route}": len(smiles) / max(len(molecules), 1),
-            f"valid_and_unique_{route}": len(set(smiles)) / max(len(molecules), 1),
-            "depicted": drawn, "files": str(out_dir)}
+    result = evaluate_molecules(molecules, reference, split, workers=workers, fcd=fcd and reference is not None)
+    (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
+    (out_dir / "evaluation.md").write_text(markdown_table(result) + "\n")
+    return {**headline(result), "depicted": drawn, "files": str(out_dir)}
