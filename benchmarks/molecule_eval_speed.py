@@ -74,7 +74,7 @@ def main() -> None:
     report = {
         "num_molecules": n,
         "molecules": "QM9 EDM test split, first rows, DFT geometries",
-        "hardware": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "hardware": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "chemnet_torch_threads": 1,
                      "torch": torch.__version__, "python": platform.python_version(),
                      "load_average_1_5_15_min_at_end": os.getloadavg()},  # other jobs on the machine skew timings
         "per_route_one_process_s": per_route,
@@ -94,7 +94,7 @@ def main() -> None:
     print(f"\n| step | processes | wall s | ms / molecule |\n|---|---|---|---|")
     for name, seconds in per_route.items():
         print(f"| {name} | 1 | {seconds:.1f} | {1e3 * seconds / n:.3f} |")
-    print(f"| ChemNet activations ({n} SMILES) | 1 (torch {torch.get_num_threads()} threads) | {chemnet_seconds:.1f} "
+    print(f"| ChemNet activations ({n} SMILES) | 1 (1 torch thread) | {chemnet_seconds:.1f} "
           f"| {1e3 * chemnet_seconds / n:.3f} |")
     print(f"| evaluate_molecules: all routes + FCD | {args.workers} | {total_seconds:.1f} | {1e3 * total_seconds / n:.3f} |")
     print(f"\nreference load (cached): {reference_seconds:.1f} s; wrote {RESULTS / 'molecule_eval_speed.json'}")

@@ -8,7 +8,7 @@ prints Markdown tables (each row names its bond route, sample count and referenc
 `evaluate_molecules` is the same thing for molecules in memory (what `core.sample` calls).
 
 Novelty follows EDM: the training geometries are run through the same bond route and a generated SMILES is
-novel if that route never produced it (first run: ~2 min for QM9, then cached); novelty against the
+novel if that route never produced it (first run: 3-6 min for QM9 on 2 cores, then cached); novelty against the
 dataset's own SMILES is reported next to it. FCD compares with the test split's own SMILES.
 """
 from __future__ import annotations
@@ -88,7 +88,7 @@ def perceived_qm9_smiles(route: str, cache_dir: str | Path | None = None, isomer
                          workers: int = 1) -> list[str]:
     """SMILES of every QM9 geometry (row order) as bond route `route` perceives it ("" if invalid); cached.
 
-    First call: about 20 s (edm), 30 s (xyz2mol), 60 s (openbabel) per core for all 130,831 molecules.
+    First call: about 40 s (edm), 45 s (xyz2mol), 80 s (openbabel) of one core for all 130,831 molecules.
     """
     from modalities.molecule.qm9 import load_qm9
     qm9 = load_qm9(cache_dir)
@@ -206,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reference", default="qm9", choices=[*REFERENCES, "none"])
     parser.add_argument("--split", default="edm", choices=["edm", "adit"])
     parser.add_argument("--routes", nargs="+", default=list(ROUTES), choices=list(ROUTES))
-    parser.add_argument("--workers", type=int, default=1, help="processes for the per-molecule checks")
+    parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                        help="processes for the per-molecule checks (default: CPU count, at most 8)")
     parser.add_argument("--no-fcd", action="store_true", help="skip FCD (ChemNet)")
     parser.add_argument("--stereo", action="store_true", help="keep 3-D stereochemistry in SMILES")
     parser.add_argument("--cache-dir", default=None, help="where reference SMILES/statistics are cached")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from modalities.molecule.bond_perception import perceive
+from modalities.molecule.chemistry_metrics import canonical_smiles
 from modalities.molecule.files import write_sdf, write_xyz
 
 Molecule = tuple[torch.Tensor, torch.Tensor]  # atomic numbers [n], positions [n, 3] Å
@@ -28,7 +29,7 @@ def depiction_grid(molecules: list[Molecule], path: Path, route: str, max_molecu
         flat = Chem.RemoveHs(result.mol, sanitize=False)
         AllChem.Compute2DCoords(flat)
         drawn.append(flat)
-        legends.append(f"#{index}  {Chem.MolToSmiles(flat)}")
+        legends.append(f"#{index}  {canonical_smiles(result.mol)}")
         if len(drawn) == max_molecules:
             break
     if drawn:
