@@ -14,7 +14,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from core.layers import (FinalLayer, LabelEmbedder, TimestepEmbedder, TransformerBlock,
-                         key_padding_to_attention_mask)
+                         key_padding_to_attention_mask, xavier_init_linear)
 from core.modality import LatentLayout, Observation
 from core.rope import RotaryEmbedding
 
@@ -49,12 +49,7 @@ class GenerativeEncoder(nn.Module):
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        def basic(module):
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        self.apply(basic)
+        self.apply(xavier_init_linear)
         nn.init.normal_(self.y_embedder.table.weight, std=0.02)
         if self.in_context_tokens:
             nn.init.normal_(self.in_context_pos, std=0.02)

@@ -15,6 +15,14 @@ import torch.nn.functional as F
 from core.rope import RotaryEmbedding, apply_rotary
 
 
+def xavier_init_linear(module: nn.Module) -> None:
+    """DiT/MAE initialisation of every Linear: Xavier-uniform weight, zero bias (use with Module.apply)."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """adaLN: x * (1 + scale) + shift, per sample.   x: [B, N, D]; shift, scale: [B, D]."""
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
@@ -146,5 +154,5 @@ def key_padding_to_attention_mask(token_mask: torch.Tensor | None) -> torch.Tens
     return token_mask[:, None, None, :]
 
 
-__all__ = ["modulate", "SwiGLU", "Attention", "TransformerBlock", "FinalLayer", "TimestepEmbedder",
+__all__ = ["xavier_init_linear", "modulate", "SwiGLU", "Attention", "TransformerBlock", "FinalLayer", "TimestepEmbedder",
            "LabelEmbedder", "RotaryEmbedding", "key_padding_to_attention_mask"]

@@ -70,10 +70,10 @@ def _assess_item(item) -> MoleculeAssessment:
 
 
 def _pool(workers: int):
-    # fork: workers inherit the imported modules (RDKit, OpenBabel) instead of re-importing torch;
-    # they run numpy/RDKit only, never torch ops, so fork after torch is safe here.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn").Pool(workers)
+    # spawn, not fork: a fork taken after torch/OpenMP (or another thread) holds a lock can leave a
+    # worker hung forever, and Pool.map then never returns (seen in the full test suite). Spawned workers
+    # re-import this module (a few seconds) but cannot inherit a held lock.
+    return multiprocessing.get_context("spawn").Pool(workers)
 
 
 def parallel_map(function, items: list, workers: int, chunksize: int = 64) -> list:
