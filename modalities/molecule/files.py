@@ -75,6 +75,19 @@ def _float(token: str, path: Path, line_no: int, line: str) -> float:
         raise MoleculeFileError(f"{path}:{line_no}: coordinate {token!r} is not a number in line {line!r}") from None
 
 
+def _atom(element: str, coordinates: list[str], path: Path, line_no: int, line: str,
+          problem: str | None) -> tuple[int, list[float], str | None]:
+    """One atom line: (atomic number, [x, y, z] Å, the molecule's first problem so far or a new one).
+    An unparsable number is a malformed file (raises); an unknown element or NaN is a bad molecule."""
+    xyz = [_float(t, path, line_no, line) for t in coordinates]
+    z = _element(element)
+    if problem is None and z == 0:
+        problem = f"unknown element {element!r} at line {line_no}"
+    if problem is None and not all(math.isfinite(v) for v in xyz):
+        problem = f"non-finite coordinates at line {line_no}: {line.strip()!r}"
+    return z, xyz, problem
+
+
 def read_xyz(path: str | Path) -> list[MoleculeRecord]:
     """All molecules of an XYZ file (one or several concatenated blocks; blank lines between blocks allowed).
 
@@ -108,12 +121,7 @@ def read_xyz(path: str | Path) -> list[MoleculeRecord]:
             tokens = line.split()
             if len(tokens) < 4:
                 raise MoleculeFileError(f"{path}:{line_no}: expected 'Element x y z', got {line!r}")
-            xyz = [_float(t, path, line_no, line) for t in tokens[1:4]]
-            z = _element(tokens[0])
-            if problem is None and z == 0:
-                problem = f"unknown element {tokens[0]!r} at line {line_no}"
-            if problem is None and not all(math.isfinite(v) for v in xyz):
-                problem = f"non-finite coordinates at line {line_no}: {line.strip()!r}"
+            z, xyz, problem = _atom(tokens[0], tokens[1:4], path, line_no, line, problem)
             numbers.append(z)
             coords.append(xyz)
         records.append(_record(numbers, coords, f"{path}:{start}", name, 0, problem))
@@ -145,12 +153,7 @@ def _check_v2000(block: list[str], path: Path, first: int) -> tuple[list[int], l
         tokens = line.split()
         if len(tokens) < 4:
             raise MoleculeFileError(f"{path}:{line_no}: expected an atom line 'x y z Element ...', got {line!r}")
-        xyz = [_float(t, path, line_no, line) for t in tokens[:3]]
-        z = _element(tokens[3])
-        if problem is None and z == 0:
-            problem = f"unknown element {tokens[3]!r} at line {line_no}"
-        if problem is None and not all(math.isfinite(v) for v in xyz):
-            problem = f"non-finite coordinates at line {line_no}: {line.strip()!r}"
+        z, xyz, problem = _atom(tokens[3], tokens[:3], path, line_no, line, problem)
         numbers.append(z)
         coords.append(xyz)
     for k in range(num_bonds):

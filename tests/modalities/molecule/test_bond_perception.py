@@ -7,18 +7,8 @@ import pytest
 
 from modalities.molecule.bond_perception import ROUTES, input_problem, perceive, xyz_block
 from modalities.molecule.chemistry_metrics import assess_chemistry
+from known_molecules import TETRAHEDRON, benzene
 
-TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
-
-
-def benzene(short: float, long: float):
-    points, angle = [np.zeros(2)], 0.0
-    for k in range(5):
-        points.append(points[-1] + (short, long)[k % 2] * np.array([np.cos(angle), np.sin(angle)]))
-        angle += np.pi / 3
-    ring = np.array(points)
-    out = (ring - ring.mean(0)) / np.linalg.norm(ring - ring.mean(0), axis=1, keepdims=True)
-    return np.array([6] * 6 + [1] * 6), np.vstack([np.c_[ring, np.zeros(6)], np.c_[ring + 1.087 * out, np.zeros(6)]])
 
 
 def ethane(cc: float):
