@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-CIFAR_ARCHIVE = Path(os.environ.get("UNITE_CIFAR10_JPEG", "/work/shared/data/cifar10-jpeg/cifar10_jpg.tgz"))
+# The checkout's sibling shared/ folder (as CI lays it out), else the env variable, else /work/shared.
+_SIBLING = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cifar10-jpeg" / "cifar10_jpg.tgz"
+CIFAR_ARCHIVE = Path(os.environ.get("UNITE_CIFAR10_JPEG", _SIBLING if _SIBLING.is_file()
+                                    else "/work/shared/data/cifar10-jpeg/cifar10_jpg.tgz"))
 
 
 @pytest.fixture(scope="session")
