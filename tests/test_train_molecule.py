@@ -30,7 +30,18 @@ def _parameters(path):
     return load_checkpoint(path)["model"]
 
 
-def test_exact_resume_after_crash(compose_config, tmp_path, monkeypatch):
+@pytest.fixture
+def one_thread():
+    """Bit-exactness is promised for a fixed thread count; with 2 intra-op threads some CPU reductions
+    (scatter-sums in the e3nn encoder) were seen to differ in the last bit between runs (1 of 3 suite runs).
+    The subprocess fault-injection test runs with OMP_NUM_THREADS=1 for the same reason."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_exact_resume_after_crash(compose_config, tmp_path, monkeypatch, one_thread):
     common = SMALL + ["trainer.max_steps=6", "trainer.checkpoint_every=3", "trainer.evaluate_at_end=false"]
     straight = tmp_path / "straight"
     train(compose_config(common + [f"trainer.out_dir={straight}"]))
