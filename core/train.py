@@ -81,6 +81,8 @@ def train(cfg: DictConfig) -> dict:
     validate_trainer_config(cfg.trainer)
     tc = cfg.trainer
     world = init_world(tc.device)
+    if tc.threads is not None:
+        torch.set_num_threads(tc.threads)
     seed_everything(tc.seed + world.rank)
     out_dir = Path(tc.out_dir)
     ckpt_dir = out_dir / "checkpoints"

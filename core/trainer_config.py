@@ -13,6 +13,8 @@ def validate_trainer_config(tc: DictConfig) -> None:
     if isinstance(tc.batch_size, int) and isinstance(tc.grad_accum, int) and tc.grad_accum >= 1 \
             and tc.batch_size % tc.grad_accum:
         problems.append(f"trainer.batch_size={tc.batch_size} is not divisible by trainer.grad_accum={tc.grad_accum}")
+    if tc.threads is not None and (not isinstance(tc.threads, int) or tc.threads < 1):
+        problems.append(f"trainer.threads must be a positive integer or null, got {tc.threads!r}")
     if tc.lr <= 0:
         problems.append(f"trainer.lr must be > 0, got {tc.lr}")
     if tc.grad_clip <= 0:

@@ -87,6 +87,9 @@ def test_unknown_and_mistyped_keys_fail_before_work(compose_config, tmp_path):
     cfg = compose_config(SMALL + [f"trainer.out_dir={tmp_path}", "trainer.batch_size=10", "trainer.grad_accum=3"])
     with pytest.raises(ValueError, match="not divisible by trainer.grad_accum"):
         train(cfg)
+    cfg = compose_config(SMALL + [f"trainer.out_dir={tmp_path}", "trainer.threads=0"])
+    with pytest.raises(ValueError, match="trainer.threads"):
+        train(cfg)
     cfg = compose_config(SMALL + [f"trainer.out_dir={tmp_path}", "modality.max_atoms=20"])
     with pytest.raises(ValueError, match="max_atoms"):
         train(cfg)
