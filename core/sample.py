@@ -1,10 +1,11 @@
 """Generate from a checkpoint (EMA weights):
 
-    python -m core.sample checkpoint=runs/molecule/<run>/checkpoints/step_000001500.pt num_samples=1000 \
+    python -m core.sample checkpoint=runs/molecule/<run>/checkpoints/step_000001000.pt num_samples=1000 \
         [out_dir=...] [sampler.solver=heun sampler.num_steps=50 sampler.guidance_scale=...] [device=auto]
 
 The model is rebuilt from the config stored in the checkpoint; the sampler settings are those of
-configs/sampler/default.yaml plus any `sampler.*` overrides given here. The modality writes the files (molecules: SDF, XYZ, PNG grid; images: PNGs and a grid).
+configs/sampler/default.yaml plus any `sampler.*` overrides given here. The modality writes the files
+(molecules: SDF, XYZ, PNG grid; images: PNGs and a grid).
 """
 from __future__ import annotations
 
