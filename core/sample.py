@@ -1,11 +1,13 @@
 """Generate from a checkpoint (EMA weights):
 
     python -m core.sample checkpoint=runs/molecule/<run>/checkpoints/step_000001000.pt num_samples=1000 \
-        [out_dir=...] [sampler.solver=heun sampler.num_steps=50 sampler.guidance_scale=...] [device=auto]
+        [out_dir=...] [sampler.solver=heun sampler.num_steps=50 sampler.guidance_scale=...] [device=auto] \
+        [+evaluation.fid_reference_images=10000 ...]
 
 The model is rebuilt from the config stored in the checkpoint; the sampler settings are those of
-configs/sampler/default.yaml plus any `sampler.*` overrides given here. The modality writes the files
-(molecules: SDF, XYZ, PNG grid; images: PNGs and a grid).
+configs/sampler/default.yaml plus any `sampler.*` overrides given here, and `evaluation.*` overrides
+replace keys of the run's `modality.evaluation` (figures and files only, never the network). The
+modality writes the files (molecules: SDF, XYZ, PNG grid; images: PNGs and a grid).
 """
 from __future__ import annotations
 
@@ -15,10 +17,21 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from core.build import build_modality, build_recipe
+from core.build import ConfigError, build_modality, build_recipe
 from core.checkpoint import load_checkpoint
 from core.distributed import init_world
 from core.evaluation import generate_and_write
+
+
+def with_evaluation_overrides(run_cfg: DictConfig, overrides: DictConfig) -> DictConfig:
+    """The run's config with `overrides` merged into modality.evaluation (unknown keys fail at build)."""
+    if not overrides:
+        return run_cfg
+    if "evaluation" not in run_cfg.modality:
+        raise ConfigError(f"evaluation overrides {sorted(overrides)} given, but this checkpoint's modality "
+                          f"{run_cfg.modality.name!r} has no modality.evaluation group")
+    run_cfg.modality.evaluation = OmegaConf.merge(run_cfg.modality.evaluation, overrides)
+    return run_cfg
 
 
 def sample(cfg: DictConfig) -> dict:
@@ -26,14 +39,16 @@ def sample(cfg: DictConfig) -> dict:
         raise ValueError("core.sample needs checkpoint=<path to a step_*.pt file>")
     world = init_world(cfg.device)
     state = load_checkpoint(Path(cfg.checkpoint), map_location="cpu")
-    run_cfg = OmegaConf.create(state["config"])
+    run_cfg = with_evaluation_overrides(OmegaConf.create(state["config"]), cfg.evaluation)
     modality = build_modality(run_cfg)
     model = build_recipe(run_cfg, modality)
     model.load_state_dict(state["ema"])
     model.to(world.device)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.checkpoint).parent.parent / f"samples_step{state['step']}"
     summary = generate_and_write(model, modality, cfg.sampler, cfg.num_samples, out_dir, world.device, cfg.seed)
-    summary.update(checkpoint=str(cfg.checkpoint), step=state["step"])
+    evaluation = run_cfg.modality.get("evaluation")  # a modality without the group has none to record
+    summary.update(checkpoint=str(cfg.checkpoint), step=state["step"],
+                   evaluation=OmegaConf.to_container(evaluation) if evaluation is not None else None)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 

@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def compose_config():
     """compose_config(overrides) -> the `train` config as `python -m core.train` would build it."""
     from hydra import compose, initialize_config_dir

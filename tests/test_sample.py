@@ -3,15 +3,21 @@ import json
 
 import pytest
 
+from core.build import ConfigError
 from core.checkpoint import list_checkpoints
 from core.sample import sample
 from core.train import train
 
 
-def test_sample_from_checkpoint_writes_files(compose_config, tmp_path):
+@pytest.fixture(scope="module")
+def checkpoint(compose_config, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
     train(compose_config(["experiment=molecule_smoke", "trainer.max_steps=3", "trainer.evaluate_at_end=false",
-                          f"trainer.out_dir={tmp_path / 'run'}"]))
-    checkpoint = list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
+                          f"trainer.out_dir={run}"]))
+    return list_checkpoints(run / "checkpoints")[-1]
+
+
+def test_sample_from_checkpoint_writes_files(compose_config, checkpoint, tmp_path):
     cfg = compose_config([f"checkpoint={checkpoint}", "num_samples=5", f"out_dir={tmp_path / 'samples'}",
                           "sampler.solver=heun", "sampler.num_steps=3"], config_name="sample")
     summary = sample(cfg)
@@ -25,3 +31,16 @@ def test_sample_from_checkpoint_writes_files(compose_config, tmp_path):
 def test_sample_needs_a_checkpoint(compose_config):
     with pytest.raises(ValueError, match="checkpoint="):
         sample(compose_config([], config_name="sample"))
+
+
+def test_evaluation_overrides_replace_the_runs_evaluation_keys(compose_config, checkpoint, tmp_path):
+    cfg = compose_config([f"checkpoint={checkpoint}", "num_samples=2", f"out_dir={tmp_path}", "sampler.num_steps=2",
+                          "+evaluation.workers=1"], config_name="sample")
+    assert sample(cfg)["evaluation"] == {"reference": None, "fcd": False, "workers": 1}
+
+
+def test_unknown_evaluation_override_names_the_group(compose_config, checkpoint, tmp_path):
+    cfg = compose_config([f"checkpoint={checkpoint}", f"out_dir={tmp_path}", "+evaluation.fdc=true"],
+                         config_name="sample")
+    with pytest.raises(ConfigError, match=r"modality.*evaluation.*fdc"):
+        sample(cfg)

