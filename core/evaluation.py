@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, Subset
 @torch.no_grad()
 def reconstruction_report(model, modality, split: str, max_batches: int, batch_size: int,
                           device: torch.device) -> dict[str, float]:
-    """Mean of the modality's per-sample reconstruction metrics over the first max_batches batches.
+    """Mean of the modality's per-sample reconstruction metrics over the first max_batches batches,
+    plus its split-level figures (e.g. rFID).
 
     A per-sample value of NaN means "undefined for this sample" (e.g. no reference SMILES): it is left
     out of that metric's mean, and `<metric>/count` says how many samples the mean covers."""
@@ -34,6 +35,7 @@ def reconstruction_report(model, modality, split: str, max_batches: int, batch_s
         report[key] = sums[key] / counts[key] if counts[key] else float("nan")
         if counts[key] != count:
             report[f"{key}/count"] = counts[key]
+    report.update(modality.reconstruction_split_metrics())
     return report
 
 

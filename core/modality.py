@@ -94,6 +94,11 @@ class Modality(Protocol):
         """Per-sample reconstruction figures, each [B]; the core averages them over a split."""
         ...
 
+    def reconstruction_split_metrics(self) -> dict[str, float]:
+        """Figures of the whole set passed through reconstruction_metrics since the last call (e.g. rFID,
+        which has no per-sample value), then forget that set; {} for a modality without such figures."""
+        ...
+
     def write_samples(self, predictions: list, layouts: list[LatentLayout], labels: list,
                       out_dir: Path) -> dict[str, Any]:
         """Write generated samples (one list entry per generated batch) as files a user can open;

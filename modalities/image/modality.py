@@ -137,8 +137,8 @@ class ImageModality:
     def reconstruction_metrics(self, prediction: torch.Tensor, batch: ImageBatch) -> dict[str, torch.Tensor]:
         """Per-image PSNR (dB) and SSIM on [0, 1] after clamping, each [B].
 
-        With metrics.fid, the first `rfid_images` originals and reconstructions also enter an rFID
-        accumulator that the next write_samples reports (the protocol has no hook for split-level figures)."""
+        With evaluation.fid, the first `rfid_images` originals and reconstructions also enter an rFID
+        accumulator that reconstruction_split_metrics reports."""
         prediction01 = (prediction.float().clamp(-1, 1) + 1) / 2
         target01 = (batch.images.float() + 1) / 2
         values = {"psnr": psnr_per_image(prediction01, target01)}
@@ -150,6 +150,13 @@ class ImageModality:
                 self._rfid = ReconstructionFID(self.inception(), self.evaluation.rfid_images)
             self._rfid.update(to_uint8(batch.images), to_uint8(prediction))
         return values
+
+    def reconstruction_split_metrics(self) -> dict[str, float]:
+        """rFID of the reconstructions seen since the last call against their originals (and how many)."""
+        if self._rfid is None or not self._rfid.seen:
+            return {}
+        rfid, images = self._rfid.compute_and_reset()
+        return {"rfid": rfid, "rfid_images": images}
 
     def inception(self):
         if self._extractor is None:
@@ -214,17 +221,11 @@ class ImageModality:
         return summary
 
     def _fid_summary(self, images: torch.Tensor) -> dict[str, Any]:
-        if not self.evaluation.fid:
+        if not self.evaluation.fid or images.shape[0] < 2:
             return {}
-        summary: dict[str, Any] = {}
-        if self._rfid is not None and self._rfid.seen:
-            summary["rfid"], summary["rfid_images"] = self._rfid.compute_and_reset()
-        if images.shape[0] >= 2:
-            summary["gfid"], summary["gfid_reference"] = self.generation_fid(images)
-            summary["gfid_samples"] = images.shape[0]
-            log.info(f"gFID {summary['gfid']:.2f} on {images.shape[0]} samples vs {summary['gfid_reference']} "
-                     "(few samples bias FID upward)")
-        return summary
+        gfid, reference = self.generation_fid(images)
+        log.info(f"gFID {gfid:.2f} on {images.shape[0]} samples vs {reference} (few samples bias FID upward)")
+        return {"gfid": gfid, "gfid_reference": reference, "gfid_samples": images.shape[0]}
 
 
 def _to_hwc(image: torch.Tensor) -> Any:

@@ -138,6 +138,9 @@ class MoleculeModality:
         return [(atomic_numbers[i][m].cpu(), prediction.positions[i][m].float().cpu())
                 for i, m in enumerate(prediction.mask)]
 
+    def reconstruction_split_metrics(self) -> dict[str, float]:
+        return {}  # every molecule figure is per molecule
+
     def write_samples(self, predictions: list[MoleculePrediction], layouts: list[LatentLayout], labels: list,
                       out_dir: Path) -> dict[str, Any]:
         from modalities.molecule.sample_writer import write_molecule_samples

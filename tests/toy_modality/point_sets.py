@@ -120,6 +120,9 @@ class PointSetModality:
         """Per-sample root-mean-square point error, [B]."""
         return {"point_rmse": ((prediction - batch.points) ** 2).sum(-1).mean(-1).sqrt()}
 
+    def reconstruction_split_metrics(self) -> dict[str, float]:
+        return {}
+
     def write_samples(self, predictions: list, layouts: list, labels: list, out_dir: Path) -> dict:
         """points.json; returns the mean |radius error| against each sample's class radius."""
         points = torch.cat(predictions).cpu()

@@ -94,7 +94,8 @@ def test_training_smoke_through_core_train(tmp_path, cifar_root, compose_config)
     summary = train(cfg)
     assert summary["steps"] == 6 and summary["reconstruction/psnr"] > 0
     assert summary["generation/images_written"] == 4 and summary["generation/gfid_samples"] == 4
-    assert summary["generation/rfid_images"] == 4 and summary["generation/gfid"] > 0
+    assert summary["reconstruction/rfid_images"] == 4 and summary["reconstruction/rfid"] > 0
+    assert summary["generation/gfid"] > 0 and "generation/rfid" not in summary
     assert summary["generation/perceptual_loss"] == "off"
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["perceptual_on"] == 0.0 and all(math.isfinite(r["loss"]) for r in rows if "loss" in r)
