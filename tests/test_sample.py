@@ -44,3 +44,13 @@ def test_unknown_evaluation_override_names_the_group(compose_config, checkpoint,
                          config_name="sample")
     with pytest.raises(ConfigError, match=r"modality.*evaluation.*fdc"):
         sample(cfg)
+
+
+def test_guidance_sweep_evaluates_every_scale_from_one_checkpoint(checkpoint, tmp_path, monkeypatch):
+    from benchmarks import guidance_sweep
+    monkeypatch.setattr("sys.argv", ["guidance_sweep", str(checkpoint), "sampler.num_steps=2", "--name", "sweep",
+                                     "--num-samples", "3", "--results-dir", str(tmp_path), "--scales", "1.0", "2.5"])
+    report = guidance_sweep.main()
+    assert [row["guidance_scale"] for row in report["rows"]] == [1.0, 2.5]
+    assert all(row["samples"] == 3 for row in report["rows"]) and "guidance_scale" not in report["sampler"]
+    assert json.loads((tmp_path / "sweep.json").read_text())["step"] == 3
