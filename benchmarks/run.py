@@ -13,6 +13,7 @@ BENCHMARKS = {
     "molecule_eval_speed": "evaluation harness throughput on 10,000 QM9 molecules",
     "qm9_data_figures": "stability/validity of QM9's own molecules under every bond route",
     "cifar10_fid_train_vs_test": "FID between CIFAR-10 train and test images",
+    "final_layer_init": "zero vs small-normal GE output-layer init: first gradients, latent collapse",
     "train_throughput": "training steps per second of a config (--steps, Hydra overrides)",
     "guidance_sweep": "generate and evaluate a checkpoint's samples at several CFG scales",
     "image_run_report": "an image run's figures, sample grids and a reconstruction grid into results/",

@@ -23,7 +23,7 @@ class GenerativeEncoder(nn.Module):
     def __init__(self, depth: int, width: int, heads: int, mlp_ratio: float, qk_norm: bool,
                  latent_channels: int, num_classes: int, class_dropout: float, in_context_tokens: int,
                  in_context_start: int, rope_axes: int, tokenize_t_max: float, latent_norm_affine: bool,
-                 gradient_checkpointing: bool):
+                 final_layer_init_std: float, gradient_checkpointing: bool):
         super().__init__()
         if latent_channels <= 0:
             raise ValueError(f"model.latent_channels must be > 0, got {latent_channels}")
@@ -35,6 +35,9 @@ class GenerativeEncoder(nn.Module):
         self.in_context_tokens = in_context_tokens
         self.in_context_start = in_context_start
         self.gradient_checkpointing = gradient_checkpointing
+        if final_layer_init_std < 0:
+            raise ValueError(f"model.final_layer_init_std must be >= 0, got {final_layer_init_std}")
+        self.final_layer_init_std = final_layer_init_std
 
         self.latent_in = nn.Linear(latent_channels, width)
         self.t_embedder = TimestepEmbedder(width)
@@ -60,7 +63,9 @@ class GenerativeEncoder(nn.Module):
             nn.init.zeros_(block.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
         nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.linear.weight)
+        # 0 = zeros (official UNITE, DiT): z starts at LayerNorm(0) = 0, where LayerNorm's gradient is
+        # 1/sqrt(eps) ~ 300x; > 0 = small normal weights, so z starts as a random projection of the input.
+        nn.init.normal_(self.final_layer.linear.weight, std=self.final_layer_init_std)
         nn.init.zeros_(self.final_layer.linear.bias)
 
     # ------------------------------------------------------------------ the two passes

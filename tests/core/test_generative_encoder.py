@@ -9,7 +9,8 @@ from core.rope import RotaryEmbedding, apply_rotary
 def make_ge(**overrides):
     options = dict(depth=3, width=32, heads=4, mlp_ratio=2.0, qk_norm=True, latent_channels=6, num_classes=5,
                    class_dropout=0.1, in_context_tokens=0, in_context_start=0, rope_axes=0,
-                   tokenize_t_max=0.01, latent_norm_affine=True, gradient_checkpointing=False)
+                   tokenize_t_max=0.01, latent_norm_affine=True, final_layer_init_std=0.0,
+                   gradient_checkpointing=False)
     options.update(overrides)
     torch.manual_seed(0)
     ge = GenerativeEncoder(**options)
@@ -21,10 +22,32 @@ def make_ge(**overrides):
 def test_zero_init_output_is_the_latent_norm_bias():
     ge = GenerativeEncoder(depth=2, width=32, heads=4, mlp_ratio=2.0, qk_norm=True, latent_channels=6,
                            num_classes=0, class_dropout=0.0, in_context_tokens=0, in_context_start=0, rope_axes=0,
-                           tokenize_t_max=0.01, latent_norm_affine=True, gradient_checkpointing=False)
+                           tokenize_t_max=0.01, latent_norm_affine=True, final_layer_init_std=0.0,
+                           gradient_checkpointing=False)
     x = torch.randn(2, 5, 6)
     out = ge.denoise(x, torch.rand(2), None, LatentLayout(mask=torch.ones(2, 5, dtype=torch.bool)))
     assert torch.allclose(out, ge.latent_norm.bias.expand_as(out))
+
+
+def test_final_layer_init_std_sets_the_output_weights_and_the_first_gradients():
+    def first_gradient(std):
+        torch.manual_seed(0)
+        ge = GenerativeEncoder(depth=2, width=64, heads=4, mlp_ratio=2.0, qk_norm=True, latent_channels=8,
+                               num_classes=0, class_dropout=0.0, in_context_tokens=0, in_context_start=0,
+                               rope_axes=0, tokenize_t_max=0.01, latent_norm_affine=True,
+                               final_layer_init_std=std, gradient_checkpointing=False)
+        out = ge.denoise(torch.randn(4, 5, 8), torch.rand(4), None, LatentLayout(mask=torch.ones(4, 5, dtype=torch.bool)))
+        (out - torch.randn_like(out)).square().mean().backward()
+        return ge.final_layer.linear.weight, out.detach()
+    weight, out = first_gradient(0.0)
+    zero_grad = weight.grad.norm()
+    weight, out = first_gradient(0.02)
+    assert abs(float(weight.detach().std()) - 0.02) < 0.002 and float(out.std()) > 0.5  # z is no longer constant
+    # LayerNorm at its all-zero input scales gradients by 1/sqrt(eps) ~ 316; at a small normal init by
+    # 1/std(pre-norm output) ~ 1/(0.02 sqrt(64)) ~ 6: the zero init's first gradient is ~35x larger here
+    assert zero_grad > 20 * weight.grad.norm()
+    with pytest.raises(ValueError, match="final_layer_init_std"):
+        make_ge(final_layer_init_std=-1.0)
 
 
 def test_denoise_shapes_and_padding_does_not_leak():

@@ -47,7 +47,8 @@ def test_tokenize_decode_shapes_with_2d_rope():
     embedder = PatchEmbedder(width=32, image_size=16, patch_size=4, channels=3, learned_slots=True)
     ge = GenerativeEncoder(depth=2, width=32, heads=2, mlp_ratio=2.0, qk_norm=True, latent_channels=6, num_classes=3,
                            class_dropout=0.1, in_context_tokens=0, in_context_start=0, rope_axes=2,
-                           tokenize_t_max=0.01, latent_norm_affine=True, gradient_checkpointing=False)
+                           tokenize_t_max=0.01, latent_norm_affine=True, final_layer_init_std=0.0,
+                           gradient_checkpointing=False)
     decoder = ImageDecoder(latent_channels=6, image_size=16, patch_size=4, channels=3, depth=1, width=32, heads=2,
                            mlp_ratio=2.0)
     observation = embedder(random_batch())

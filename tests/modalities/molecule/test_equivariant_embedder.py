@@ -23,7 +23,8 @@ def build(seed=0):
                                        average_neighbours=4.0, atom_count_histogram=torch.tensor([0, 0, 1, 1, 1, 1]))
     ge = GenerativeEncoder(depth=2, width=32, heads=4, mlp_ratio=2.0, qk_norm=True, latent_channels=4,
                            num_classes=0, class_dropout=0.0, in_context_tokens=0, in_context_start=0, rope_axes=0,
-                           tokenize_t_max=0.01, latent_norm_affine=True, gradient_checkpointing=False)
+                           tokenize_t_max=0.01, latent_norm_affine=True, final_layer_init_std=0.0,
+                           gradient_checkpointing=False)
     for p in ge.parameters():
         torch.nn.init.normal_(p, std=0.2)
     return embedder.eval(), ge.eval()
