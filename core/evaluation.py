@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
 
 
 @torch.no_grad()
@@ -22,7 +23,7 @@ def reconstruction_report(model, modality, split: str, max_batches: int, batch_s
     model.eval()
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
-    for batch in loader:
+    for batch in tqdm(loader, desc=f"reconstruct {split}", unit="batch", dynamic_ncols=True):
         batch = modality.batch_to(batch, device)
         prediction, _ = model.reconstruct(batch)
         for key, values in modality.reconstruction_metrics(prediction, batch).items():
@@ -49,7 +50,8 @@ def generate_and_write(model, modality, sampler_cfg, num_samples: int, out_dir: 
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions, layouts, labels_all = [], [], []
     start = time.monotonic()
-    for first in range(0, num_samples, sampler_cfg.batch_size):
+    batches = range(0, num_samples, sampler_cfg.batch_size)
+    for first in tqdm(batches, desc="generate", unit="batch", dynamic_ncols=True):
         n = min(sampler_cfg.batch_size, num_samples - first)
         labels = None
         if modality.num_classes:
