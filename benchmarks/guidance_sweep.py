@@ -19,11 +19,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from core.build import build_modality, build_recipe
-from core.checkpoint import load_checkpoint
 from core.distributed import init_world
 from core.evaluation import generate_and_write
-from core.sample import with_evaluation_overrides
+from core.sample import load_for_sampling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,12 +38,7 @@ def main() -> dict:
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("sample", overrides=[f"checkpoint={args.checkpoint}", *args.overrides])
     world = init_world(cfg.device)
-    state = load_checkpoint(args.checkpoint, map_location="cpu")
-    run_cfg = with_evaluation_overrides(OmegaConf.create(state["config"]), cfg.evaluation)
-    modality = build_modality(run_cfg)
-    model = build_recipe(run_cfg, modality)
-    model.load_state_dict(state["ema"])
-    model.to(world.device)
+    model, modality, _, step = load_for_sampling(args.checkpoint, cfg.evaluation, world.device)
     results = args.results_dir
     grids = results / args.name
     grids.mkdir(parents=True, exist_ok=True)
@@ -61,7 +54,7 @@ def main() -> dict:
         row = {k: v for k, v in row.items() if k != "grid"}
         rows.append({"guidance_scale": scale, **row})
         print(json.dumps(rows[-1], default=str))
-    report = {"checkpoint": str(args.checkpoint), "step": state["step"], "num_samples": args.num_samples,
+    report = {"checkpoint": str(args.checkpoint), "step": step, "num_samples": args.num_samples,
               "sampler": {k: v for k, v in OmegaConf.to_container(cfg.sampler).items() if k != "guidance_scale"}, "evaluation_overrides":
               OmegaConf.to_container(cfg.evaluation), "seed": cfg.seed, "device": str(world.device), "rows": rows}
     (results / f"{args.name}.json").write_text(json.dumps(report, indent=2, default=str))

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from core.build import build_modality, build_recipe
-from core.checkpoint import list_checkpoints, load_checkpoint
+from core.checkpoint import list_checkpoints
+from core.sample import load_for_sampling
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,12 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def reconstruction_pairs(checkpoint: Path, pairs: int):
     """uint8 images [2 * pairs, C, H, W] (original, reconstruction, ...) and their captions."""
     from modalities.image.datasets import to_uint8
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    cfg = OmegaConf.create(state["config"])
-    modality = build_modality(cfg)
-    model = build_recipe(cfg, modality)
-    model.load_state_dict(state["ema"])
-    model.eval()
+    model, modality, cfg, _ = load_for_sampling(checkpoint, OmegaConf.create({}), torch.device("cpu"))
     dataset = modality.dataset(cfg.trainer.eval_split)
     batch = modality.collate([dataset[i] for i in range(min(pairs, len(dataset)))])
     prediction, _ = model.reconstruct(batch)
@@ -50,11 +45,12 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="folder under benchmarks/results/")
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--samples", type=Path, nargs="*", default=[], help="core.sample output folders")
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     checkpoints = list_checkpoints(args.run_dir / "checkpoints")
     if not checkpoints:
         raise SystemExit(f"{args.run_dir / 'checkpoints'}: no step_*.pt checkpoint")
-    out = ROOT / "benchmarks" / "results" / args.name
+    out = args.results_dir / args.name
     out.mkdir(parents=True, exist_ok=True)
     for name in ("summary.json", "metrics.jsonl", "config.yaml"):
         if (args.run_dir / name).is_file():

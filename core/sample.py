@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from core.build import ConfigError, build_modality, build_recipe
@@ -34,21 +35,26 @@ def with_evaluation_overrides(run_cfg: DictConfig, overrides: DictConfig) -> Dic
     return run_cfg
 
 
+def load_for_sampling(checkpoint: Path, evaluation_overrides: DictConfig, device: torch.device):
+    """(EMA model on `device`, its modality, the checkpoint's run config, its step) from a step_*.pt file."""
+    state = load_checkpoint(Path(checkpoint), map_location="cpu")
+    run_cfg = with_evaluation_overrides(OmegaConf.create(state["config"]), evaluation_overrides)
+    modality = build_modality(run_cfg)
+    model = build_recipe(run_cfg, modality)
+    model.load_state_dict(state["ema"])
+    return model.to(device).eval(), modality, run_cfg, state["step"]
+
+
 def sample(cfg: DictConfig) -> dict:
     if cfg.checkpoint is None:
         raise ValueError("core.sample needs checkpoint=<path to a step_*.pt file>")
     world = init_world(cfg.device)
-    state = load_checkpoint(Path(cfg.checkpoint), map_location="cpu")
-    run_cfg = with_evaluation_overrides(OmegaConf.create(state["config"]), cfg.evaluation)
-    modality = build_modality(run_cfg)
-    model = build_recipe(run_cfg, modality)
-    model.load_state_dict(state["ema"])
-    model.to(world.device)
-    out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.checkpoint).parent.parent / f"samples_step{state['step']}"
+    model, modality, run_cfg, step = load_for_sampling(cfg.checkpoint, cfg.evaluation, world.device)
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.checkpoint).parent.parent / f"samples_step{step}"
     summary = generate_and_write(model, modality, cfg.sampler, cfg.num_samples, out_dir, world.device, cfg.seed)
-    evaluation = run_cfg.modality.get("evaluation")  # a modality without the group has none to record
-    summary.update(checkpoint=str(cfg.checkpoint), step=state["step"],
-                   evaluation=OmegaConf.to_container(evaluation) if evaluation is not None else None)
+    has_evaluation = "evaluation" in run_cfg.modality  # a modality without the group has none to record
+    summary.update(checkpoint=str(cfg.checkpoint), step=step,
+                   evaluation=OmegaConf.to_container(run_cfg.modality.evaluation) if has_evaluation else None)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 

@@ -88,7 +88,7 @@ def test_metrics_and_sample_files(tmp_path, cifar_root, compose_config):
     assert summary["perceptual_loss"] == "off" and "gfid" not in summary
 
 
-def test_training_smoke_through_core_train(tmp_path, cifar_root, compose_config):
+def test_training_smoke_through_core_train(tmp_path, cifar_root, compose_config, monkeypatch):
     """A few steps on a 32-image subset, then rFID/gFID on tiny counts (values meaningless, the path is not)."""
     from core.train import train
     cfg = compose_config(tiny_overrides(tmp_path, cifar_root, fid=True))
@@ -105,3 +105,9 @@ def test_training_smoke_through_core_train(tmp_path, cifar_root, compose_config)
     modality = build_modality(cfg)
     recipe = build_recipe(cfg, modality)
     assert sum(p.numel() for p in recipe.parameters()) == summary["parameters"]
+    from benchmarks import image_run_report
+    monkeypatch.setattr("sys.argv", ["image_run_report", str(tmp_path / "run"), "--name", "report", "--pairs", "3",
+                                     "--results-dir", str(tmp_path / "results")])
+    image_run_report.main()
+    report = tmp_path / "results" / "report"
+    assert {"summary.json", "samples.png", "reconstructions.png"} <= {f.name for f in report.iterdir()}
