@@ -24,6 +24,11 @@ from core.distributed import init_world
 from core.evaluation import generate_and_write
 
 
+# Model keys that only choose initial weights: the checkpoint's weights replace what they build, so a
+# checkpoint written before such a key existed still rebuilds with this (unused) value.
+INIT_ONLY_MODEL_KEYS = {"final_layer_init_std": 0.0}
+
+
 def with_evaluation_overrides(run_cfg: DictConfig, overrides: DictConfig) -> DictConfig:
     """The run's config with `overrides` merged into modality.evaluation (unknown keys fail at build)."""
     if not overrides:
@@ -39,6 +44,9 @@ def load_for_sampling(checkpoint: Path, evaluation_overrides: DictConfig, device
     """(EMA model on `device`, its modality, the checkpoint's run config, its step) from a step_*.pt file."""
     state = load_checkpoint(Path(checkpoint), map_location="cpu")
     run_cfg = with_evaluation_overrides(OmegaConf.create(state["config"]), evaluation_overrides)
+    for key, value in INIT_ONLY_MODEL_KEYS.items():
+        if key not in run_cfg.model:
+            run_cfg.model[key] = value
     modality = build_modality(run_cfg)
     model = build_recipe(run_cfg, modality)
     model.load_state_dict(state["ema"])

@@ -54,3 +54,15 @@ def test_guidance_sweep_evaluates_every_scale_from_one_checkpoint(checkpoint, tm
     assert [row["guidance_scale"] for row in report["rows"]] == [1.0, 2.5]
     assert all(row["samples"] == 3 for row in report["rows"]) and "guidance_scale" not in report["sampler"]
     assert json.loads((tmp_path / "sweep.json").read_text())["step"] == 3
+
+
+def test_a_checkpoint_older_than_an_init_only_model_key_still_samples(compose_config, checkpoint, tmp_path):
+    import torch
+    state = torch.load(checkpoint, weights_only=False)
+    del state["config"]["model"]["final_layer_init_std"]
+    old = tmp_path / "checkpoints" / "step_000000003.pt"
+    old.parent.mkdir()
+    torch.save(state, old)
+    cfg = compose_config([f"checkpoint={old}", "num_samples=2", f"out_dir={tmp_path / 'out'}", "sampler.num_steps=2"],
+                         config_name="sample")
+    assert sample(cfg)["samples"] == 2
