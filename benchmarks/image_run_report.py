@@ -30,6 +30,7 @@ def reconstruction_pairs(checkpoint: Path, pairs: int):
     model, modality, cfg, _ = load_for_sampling(checkpoint, OmegaConf.create({}), torch.device("cpu"))
     dataset = modality.dataset(cfg.trainer.eval_split)
     batch = modality.collate([dataset[i] for i in range(min(pairs, len(dataset)))])
+    torch.manual_seed(0)  # pass 1 starts from noise at t ~ U(0, tokenize_t_max): seed it for a repeatable grid
     prediction, _ = model.reconstruct(batch)
     originals, reconstructions = to_uint8(batch.images), to_uint8(prediction)
     images = torch.stack([originals, reconstructions], dim=1).flatten(0, 1)
