@@ -54,9 +54,10 @@ def main() -> dict:
         row = {k: v for k, v in row.items() if k != "grid"}
         rows.append({"guidance_scale": scale, **row})
         print(json.dumps(rows[-1], default=str))
-    report = {"checkpoint": str(args.checkpoint), "step": step, "num_samples": args.num_samples,
-              "sampler": {k: v for k, v in OmegaConf.to_container(cfg.sampler).items() if k != "guidance_scale"}, "evaluation_overrides":
-              OmegaConf.to_container(cfg.evaluation), "seed": cfg.seed, "device": str(world.device), "rows": rows}
+    sampler = {k: v for k, v in OmegaConf.to_container(cfg.sampler).items() if k != "guidance_scale"}
+    report = {"checkpoint": str(args.checkpoint), "step": step, "num_samples": args.num_samples, "sampler": sampler,
+              "evaluation_overrides": OmegaConf.to_container(cfg.evaluation), "seed": cfg.seed,
+              "device": str(world.device), "rows": rows}
     (results / f"{args.name}.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 
