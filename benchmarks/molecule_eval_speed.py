@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from modalities.molecule.bond_perception import ROUTES
+from modalities.molecule.evaluation.bond_perception import ROUTES
 from modalities.molecule.evaluate import evaluate_molecules, load_reference
-from modalities.molecule.fcd import chemnet_activations
-from modalities.molecule.metrics import assess_molecules
-from modalities.molecule.qm9 import load_qm9
+from modalities.molecule.evaluation.fcd import chemnet_activations
+from modalities.molecule.evaluation.metrics import assess_molecules
+from modalities.molecule.data.qm9 import load_qm9
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

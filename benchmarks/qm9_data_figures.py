@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem
 
-from modalities.molecule.bond_perception import ROUTES
-from modalities.molecule.bond_tables import SYMBOLS
-from modalities.molecule.chemistry_metrics import novelty, reason_category
+from modalities.molecule.evaluation.bond_perception import ROUTES
+from modalities.molecule.evaluation.bond_tables import SYMBOLS
+from modalities.molecule.evaluation.chemistry_metrics import novelty, reason_category
 from modalities.molecule.evaluate import canonical_qm9_smiles, load_reference
-from modalities.molecule.fcd import FCDStatistics, chemnet_activations, frechet_distance, statistics_of_sets
-from modalities.molecule.metrics import assess_molecules
-from modalities.molecule.qm9 import load_qm9
-from modalities.molecule.stability import summarize_stability
+from modalities.molecule.evaluation.fcd import FCDStatistics, chemnet_activations, frechet_distance, statistics_of_sets
+from modalities.molecule.evaluation.metrics import assess_molecules
+from modalities.molecule.data.qm9 import load_qm9
+from modalities.molecule.evaluation.stability import summarize_stability
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {"atom_stability": 0.990, "molecule_stability": 0.952}  # EDM (Hoogeboom et al. 2022), Table 1, "Data"

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from modalities.molecule.bond_perception import ROUTES, input_problem
-from modalities.molecule.chemistry_metrics import canonicalize_smiles, novelty
-from modalities.molecule.fcd import FCDStatistics, cached_reference_statistics, frechet_distance, statistics_of_sets
-from modalities.molecule.files import MoleculeFileError, read_molecules
-from modalities.molecule.metrics import MoleculeMetrics, assess_molecules, molecule_arrays
+from modalities.molecule.evaluation.bond_perception import ROUTES, input_problem
+from modalities.molecule.evaluation.chemistry_metrics import canonicalize_smiles, novelty
+from modalities.molecule.evaluation.fcd import FCDStatistics, cached_reference_statistics, frechet_distance, statistics_of_sets
+from modalities.molecule.evaluation.files import MoleculeFileError, read_molecules
+from modalities.molecule.evaluation.metrics import MoleculeMetrics, assess_molecules, molecule_arrays
 
 REFERENCES = ("qm9",)
 PERCEIVED_CACHE_VERSION = 2  # bump when a bond route changes what it perceives
@@ -54,7 +54,7 @@ class Reference:
 
 
 def _cache_dir(cache_dir: str | Path | None) -> Path:
-    from modalities.molecule.qm9 import default_cache_dir
+    from modalities.molecule.data.qm9 import default_cache_dir
     return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
@@ -78,7 +78,7 @@ def _qm9_digest(qm9) -> str:
 
 def canonical_qm9_smiles(cache_dir: str | Path | None = None, isomeric: bool = False) -> list[str]:
     """QM9's own SMILES (all 130,831, row order) in RDKit canonical form ("" if unparsable); cached."""
-    from modalities.molecule.qm9 import load_qm9
+    from modalities.molecule.data.qm9 import load_qm9
     qm9 = load_qm9(cache_dir)
     path = _cache_dir(cache_dir) / "molecule_eval" / f"qm9_dataset_{'iso' if isomeric else 'flat'}_{_qm9_digest(qm9)}.txt"
     return _cached_lines(path, len(qm9), lambda: [canonicalize_smiles(s, isomeric) or "" for s in qm9.smiles])
@@ -90,7 +90,7 @@ def perceived_qm9_smiles(route: str, cache_dir: str | Path | None = None, isomer
 
     First call: about 40 s (edm), 45 s (xyz2mol), 80 s (openbabel) of one core for all 130,831 molecules.
     """
-    from modalities.molecule.qm9 import load_qm9
+    from modalities.molecule.data.qm9 import load_qm9
     qm9 = load_qm9(cache_dir)
     name = f"qm9_{route}_v{PERCEIVED_CACHE_VERSION}_{'iso' if isomeric else 'flat'}_{_qm9_digest(qm9)}.txt"
 
@@ -105,7 +105,7 @@ def load_reference(name: str = "qm9", split: str = "edm", fcd: bool = True, cach
     """Reference split: training SMILES per route and from the dataset, and ChemNet statistics of the test split."""
     if name != "qm9":
         raise ValueError(f"unknown reference {name!r}: choose one of {REFERENCES} (or none)")
-    from modalities.molecule.qm9 import load_qm9
+    from modalities.molecule.data.qm9 import load_qm9
     rows = load_qm9(cache_dir).split_indices(split)
     train_rows, test_rows = rows["train"].tolist(), rows["test"].tolist()
     dataset = canonical_qm9_smiles(cache_dir, isomeric)

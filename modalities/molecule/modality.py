@@ -10,10 +10,10 @@ from torch import nn
 from torch_geometric.data import Batch
 
 from core.modality import LatentLayout
-from modalities.molecule.dataset import QM9Dataset, element_vocabulary
-from modalities.molecule.decoder import MoleculeDecoder, MoleculePrediction
-from modalities.molecule.losses import aligned_coordinate_mse, element_cross_entropy, pairwise_distance_mse
-from modalities.molecule.reconstruction_metrics import kabsch_rmsd, reconstruction_match
+from modalities.molecule.data.dataset import QM9Dataset, element_vocabulary
+from modalities.molecule.model.decoder import MoleculeDecoder, MoleculePrediction
+from modalities.molecule.model.losses import aligned_coordinate_mse, element_cross_entropy, pairwise_distance_mse
+from modalities.molecule.evaluation.reconstruction_metrics import kabsch_rmsd, reconstruction_match
 from torch_geometric.utils import to_dense_batch
 
 
@@ -143,6 +143,6 @@ class MoleculeModality:
 
     def write_samples(self, predictions: list[MoleculePrediction], layouts: list[LatentLayout], labels: list,
                       out_dir: Path) -> dict[str, Any]:
-        from modalities.molecule.sample_writer import write_molecule_samples
+        from modalities.molecule.evaluation.sample_writer import write_molecule_samples
         molecules = [m for prediction in predictions for m in self.to_molecules(prediction)]
         return write_molecule_samples(molecules, Path(out_dir), self.split_scheme, **self.evaluation)

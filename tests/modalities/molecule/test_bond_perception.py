@@ -5,8 +5,8 @@ import functools
 import numpy as np
 import pytest
 
-from modalities.molecule.bond_perception import ROUTES, input_problem, perceive, xyz_block
-from modalities.molecule.chemistry_metrics import assess_chemistry
+from modalities.molecule.evaluation.bond_perception import ROUTES, input_problem, perceive, xyz_block
+from modalities.molecule.evaluation.chemistry_metrics import assess_chemistry
 from known_molecules import TETRAHEDRON, benzene
 
 
@@ -99,7 +99,7 @@ def test_xyz_block_format():
 
 @functools.lru_cache(maxsize=1)
 def qm9():
-    from modalities.molecule.qm9 import load_qm9
+    from modalities.molecule.data.qm9 import load_qm9
     return load_qm9()
 
 

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from modalities.molecule.bond_tables import (ALLOWED_VALENCES, DOUBLE_BOND_PM, MARGIN_DOUBLE_PM, MARGIN_SINGLE_PM,
+from modalities.molecule.evaluation.bond_tables import (ALLOWED_VALENCES, DOUBLE_BOND_PM, MARGIN_DOUBLE_PM, MARGIN_SINGLE_PM,
                                              MARGIN_TRIPLE_PM, SINGLE_BOND_PM, SYMBOLS, TRIPLE_BOND_PM, as_symbol,
                                              bond_order, bond_order_matrix, is_allowed_valence)
 

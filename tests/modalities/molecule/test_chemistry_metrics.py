@@ -4,8 +4,8 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from modalities.molecule.bond_perception import perceive
-from modalities.molecule.chemistry_metrics import (ChemistryResult, assess_chemistry, canonical_smiles,
+from modalities.molecule.evaluation.bond_perception import perceive
+from modalities.molecule.evaluation.chemistry_metrics import (ChemistryResult, assess_chemistry, canonical_smiles,
                                                    canonicalize_smiles, largest_fragment, novelty, num_fragments,
                                                    reason_category, summarize_chemistry, uniqueness)
 

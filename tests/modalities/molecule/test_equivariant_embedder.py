@@ -6,8 +6,8 @@ from e3nn import o3
 from torch_geometric.data import Batch, Data
 
 from core.generative_encoder import GenerativeEncoder
-from modalities.molecule.equivariant_embedder import EquivariantAtomEmbedder
-from modalities.molecule.graph import molecule_edges
+from modalities.molecule.model.equivariant_embedder import EquivariantAtomEmbedder
+from modalities.molecule.model.graph import molecule_edges
 
 # (R)-CHFClBr-like chiral centre with QM9 elements: C bonded to H, F, O, N at a tetrahedron, distorted so
 # that no mirror plane exists.

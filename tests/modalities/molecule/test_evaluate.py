@@ -7,11 +7,11 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from modalities.molecule.bond_perception import ROUTES
+from modalities.molecule.evaluation.bond_perception import ROUTES
 from modalities.molecule.evaluate import Reference, evaluate_molecules, main, markdown_table
-from modalities.molecule.fcd import statistics_from_smiles
-from modalities.molecule.files import MoleculeRecord, write_xyz
-from modalities.molecule.metrics import (MoleculeMetrics, MoleculeStability, MoleculeValidity, assess_molecules,
+from modalities.molecule.evaluation.fcd import statistics_from_smiles
+from modalities.molecule.evaluation.files import MoleculeRecord, write_xyz
+from modalities.molecule.evaluation.metrics import (MoleculeMetrics, MoleculeStability, MoleculeValidity, assess_molecules,
                                          molecules_from_padded)
 
 SMILES = ["CCO", "CC(=O)O", "c1ccccc1", "CC#N", "OCC(N)C=O", "C1CC1", "CCO", "NC(=O)C"]
@@ -73,7 +73,7 @@ def test_one_bad_molecule_does_not_stop_the_rest(molecules):
 
 
 def test_parallel_and_serial_agree():
-    from modalities.molecule.qm9 import load_qm9
+    from modalities.molecule.data.qm9 import load_qm9
     data = load_qm9()
     mols = [data.molecule(i) for i in range(0, 40_000, 100)]  # 400 molecules
     assert assess_molecules(mols, workers=2) == assess_molecules(mols, workers=0)

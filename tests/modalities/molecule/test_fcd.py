@@ -5,15 +5,15 @@ import sys
 import numpy as np
 import pytest
 
-from modalities.molecule import fcd as fcd_module
-from modalities.molecule.fcd import (FCDStatistics, cached_reference_statistics, chemnet_activations, fcd,
+from modalities.molecule.evaluation import fcd as fcd_module
+from modalities.molecule.evaluation.fcd import (FCDStatistics, cached_reference_statistics, chemnet_activations, fcd,
                                      frechet_distance, statistics_from_smiles, statistics_of_sets)
-from modalities.molecule.metrics import FrechetChemNetDistance
+from modalities.molecule.evaluation.metrics import FrechetChemNetDistance
 
 
 @functools.lru_cache(maxsize=1)
 def qm9_train_smiles() -> list[str]:
-    from modalities.molecule.qm9 import load_qm9
+    from modalities.molecule.data.qm9 import load_qm9
     data = load_qm9()
     return [data.smiles[i] for i in data.split_indices("edm")["train"][:1600].tolist()]
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from rdkit import Chem
 
-from modalities.molecule.files import (MoleculeFileError, MoleculeRecord, read_molecules, read_sdf, read_xyz,
+from modalities.molecule.evaluation.files import (MoleculeFileError, MoleculeRecord, read_molecules, read_sdf, read_xyz,
                                        write_sdf, write_xyz)
 
 WATER = "3\nwater\nO 0.0 0.0 0.0\nH 0.9572 0.0 0.0\nH -0.2400 0.9266 0.0\n"

@@ -1,8 +1,8 @@
 import torch
 from e3nn import o3
 
-from modalities.molecule.reconstruction_metrics import kabsch_align, kabsch_rmsd
-from modalities.molecule.losses import aligned_coordinate_mse, element_cross_entropy, pairwise_distance_mse
+from modalities.molecule.evaluation.reconstruction_metrics import kabsch_align, kabsch_rmsd
+from modalities.molecule.model.losses import aligned_coordinate_mse, element_cross_entropy, pairwise_distance_mse
 
 
 def rigid_copy(points):

@@ -3,8 +3,8 @@ import warnings
 import pytest
 import torch
 
-from modalities.molecule import qm9
-from modalities.molecule.dataset import QM9Dataset
+from modalities.molecule.data import qm9
+from modalities.molecule.data.dataset import QM9Dataset
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from modalities.molecule.metrics import ReconstructionMetrics
-from modalities.molecule.reconstruction_metrics import (atom_type_accuracy, kabsch_align, kabsch_rmsd,
+from modalities.molecule.evaluation.metrics import ReconstructionMetrics
+from modalities.molecule.evaluation.reconstruction_metrics import (atom_type_accuracy, kabsch_align, kabsch_rmsd,
                                                         reconstruction_match)
 
 

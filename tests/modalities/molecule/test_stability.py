@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from modalities.molecule.stability import StabilityResult, check_stability, summarize_stability
+from modalities.molecule.evaluation.stability import StabilityResult, check_stability, summarize_stability
 from known_molecules import TETRAHEDRON, benzene
 
 
@@ -59,7 +59,7 @@ def test_pooled_versus_per_molecule_atom_stability():
 
 @functools.lru_cache(maxsize=1)
 def qm9():
-    from modalities.molecule.qm9 import load_qm9
+    from modalities.molecule.data.qm9 import load_qm9
     return load_qm9()
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from modalities.molecule.bond_perception import perceive
-from modalities.molecule.chemistry_metrics import canonical_smiles, largest_fragment
+from modalities.molecule.evaluation.bond_perception import perceive
+from modalities.molecule.evaluation.chemistry_metrics import canonical_smiles, largest_fragment
 
 
 def _batched(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None):

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from rdkit import Chem, rdBase
 
-from modalities.molecule.bond_perception import input_problem, perceive
-from modalities.molecule.bond_tables import ATOMIC_NUMBER, SYMBOLS
+from modalities.molecule.evaluation.bond_perception import input_problem, perceive
+from modalities.molecule.evaluation.bond_tables import ATOMIC_NUMBER, SYMBOLS
 
 MOLECULE_SUFFIXES = (".xyz", ".sdf", ".sd", ".mol")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from modalities.molecule.reconstruction_metrics import kabsch_align
+from modalities.molecule.evaluation.reconstruction_metrics import kabsch_align
 
 
 def element_cross_entropy(logits: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from e3nn import o3
 from torch_geometric.utils import to_dense_batch
 
 from core.modality import LatentLayout, Observation
-from modalities.molecule.atom_counts import AtomCountPrior
+from modalities.molecule.model.atom_counts import AtomCountPrior
 
 
 class CoordinateAtomEmbedder(nn.Module):

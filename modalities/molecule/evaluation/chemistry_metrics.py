@@ -23,7 +23,7 @@ from typing import Iterable
 
 from rdkit import Chem, rdBase
 
-from modalities.molecule.bond_perception import Perception
+from modalities.molecule.evaluation.bond_perception import Perception
 
 
 def num_fragments(mol: Chem.Mol) -> int:

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from modalities.molecule.bond_perception import ROUTES, input_problem, perceive
-from modalities.molecule.chemistry_metrics import ChemistryResult, assess_chemistry, reason_category
-from modalities.molecule.fcd import CHEMNET_DIM, FCDStatistics, chemnet_activations, frechet_distance
-from modalities.molecule.files import MoleculeRecord
-from modalities.molecule.reconstruction_metrics import atom_type_accuracy, kabsch_rmsd, reconstruction_match
-from modalities.molecule.stability import StabilityResult, check_stability
+from modalities.molecule.evaluation.bond_perception import ROUTES, input_problem, perceive
+from modalities.molecule.evaluation.chemistry_metrics import ChemistryResult, assess_chemistry, reason_category
+from modalities.molecule.evaluation.fcd import CHEMNET_DIM, FCDStatistics, chemnet_activations, frechet_distance
+from modalities.molecule.evaluation.files import MoleculeRecord
+from modalities.molecule.evaluation.reconstruction_metrics import atom_type_accuracy, kabsch_rmsd, reconstruction_match
+from modalities.molecule.evaluation.stability import StabilityResult, check_stability
 
 
 @dataclass(frozen=True)

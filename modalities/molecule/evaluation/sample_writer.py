@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modalities.molecule.bond_perception import perceive
-from modalities.molecule.chemistry_metrics import canonical_smiles
-from modalities.molecule.files import write_sdf, write_xyz
+from modalities.molecule.evaluation.bond_perception import perceive
+from modalities.molecule.evaluation.chemistry_metrics import canonical_smiles
+from modalities.molecule.evaluation.files import write_sdf, write_xyz
 
 Molecule = tuple[torch.Tensor, torch.Tensor]  # atomic numbers [n], positions [n, 3] Å
 

@@ -17,8 +17,8 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch_geometric.utils import scatter, to_dense_batch
 
 from core.modality import LatentLayout, Observation
-from modalities.molecule.atom_counts import AtomCountPrior
-from modalities.molecule.graph import molecule_edges
+from modalities.molecule.model.atom_counts import AtomCountPrior
+from modalities.molecule.model.graph import molecule_edges
 
 
 def _interaction_irreps(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_target: o3.Irreps):

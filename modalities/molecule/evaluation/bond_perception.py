@@ -22,7 +22,7 @@ from rdkit import Chem, rdBase
 from rdkit.Chem import rdDetermineBonds
 from rdkit.Geometry import Point3D
 
-from modalities.molecule.bond_tables import SYMBOLS, bond_order_matrix
+from modalities.molecule.evaluation.bond_tables import SYMBOLS, bond_order_matrix
 
 ROUTES = ("edm", "xyz2mol", "openbabel")
 MIN_DISTANCE_ANGSTROM = 0.1  # closer atoms are "overlapping": no bond route can make sense of them

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modalities.molecule.bond_tables import ALLOWED_VALENCES, SYMBOLS, bond_order_matrix
+from modalities.molecule.evaluation.bond_tables import ALLOWED_VALENCES, SYMBOLS, bond_order_matrix
 
 
 @dataclass(frozen=True)

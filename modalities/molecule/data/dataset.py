@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
-from modalities.molecule.qm9 import ELEMENT_TO_Z, QM9Molecules, load_qm9
+from modalities.molecule.data.qm9 import ELEMENT_TO_Z, QM9Molecules, load_qm9
 
 Z_TO_SYMBOL = {1: "H", 5: "B", 6: "C", 7: "N", 8: "O", 9: "F", 13: "Al", 14: "Si", 15: "P", 16: "S", 17: "Cl",
                33: "As", 35: "Br", 53: "I", 80: "Hg", 83: "Bi"}
