@@ -133,8 +133,13 @@ def train(cfg: DictConfig) -> dict:
     log = MetricsLog(out_dir, enabled=world.is_main)
     stop = StopRequest()
     stop.install()
-    start_time = time.monotonic()
+    start_time, process_start = time.monotonic(), time.process_time()
+    # trainer.time_limit_clock: wall time, or this process's CPU time (fair budgets on a shared machine)
+    budget_clock = time.monotonic if tc.time_limit_clock == "wall" else time.process_time
+    budget_start = budget_clock()
     time_limit = None if tc.time_limit_minutes is None else 60.0 * tc.time_limit_minutes
+    checkpoint_interval = None if tc.checkpoint_every_minutes is None else 60.0 * tc.checkpoint_every_minutes
+    last_checkpoint_time = budget_start
     progress = tqdm(total=tc.max_steps, initial=step, disable=not world.is_main, desc="train", dynamic_ncols=True)
     running: dict[str, torch.Tensor] = {}
     samples_since_log, log_clock = 0, time.monotonic()
@@ -188,22 +193,28 @@ def train(cfg: DictConfig) -> dict:
                 running[key] = running.get(key, 0.0) + value
             step_parts = {}
 
-            if step % tc.log_every == 0 or step == tc.max_steps:
+            if stop.signal_name is not None:
+                stop_reason = f"signal {stop.signal_name}"
+            elif time_limit is not None and budget_clock() - budget_start > time_limit:
+                stop_reason = "time_limit"
+            last_step = step == tc.max_steps or stop_reason != "max_steps"
+            if step % tc.log_every == 0 or last_step:  # the last step is always logged
                 steps_in_window = tc.log_every if step % tc.log_every == 0 else step % tc.log_every
                 row = {k: float(all_reduce_mean(v / steps_in_window, world)) for k, v in running.items()}
                 elapsed = time.monotonic() - log_clock
                 row.update(step=step, epoch=epoch, lr=schedulers[0].get_last_lr()[0],
                            samples_per_second=samples_since_log / max(elapsed, 1e-9),
-                           wall_seconds=time.monotonic() - start_time, skipped_steps=skipped_steps)
+                           wall_seconds=time.monotonic() - start_time,
+                           process_seconds=time.process_time() - process_start, skipped_steps=skipped_steps)
                 log.write(row)
                 progress.set_postfix(loss=f"{row['loss']:.4f}", rec=f"{row['rec_loss']:.4f}", gen=f"{row['gen_loss']:.4f}")
                 running, samples_since_log, log_clock = {}, 0, time.monotonic()
             if step % tc.checkpoint_every == 0:
                 checkpoint_now()
-            if stop.signal_name is not None:
-                stop_reason = f"signal {stop.signal_name}"
-            elif time_limit is not None and time.monotonic() - start_time > time_limit:
-                stop_reason = "time_limit"
+                last_checkpoint_time = budget_clock()
+            elif checkpoint_interval is not None and budget_clock() - last_checkpoint_time >= checkpoint_interval:
+                checkpoint_now()  # a point of a learning curve against training time
+                last_checkpoint_time = budget_clock()
             if step >= tc.max_steps or stop_reason != "max_steps":
                 break
         else:  # the epoch ran out

@@ -25,5 +25,9 @@ def validate_trainer_config(tc: DictConfig) -> None:
         problems.append(f"trainer.precision={tc.precision!r}: choose 'bf16' or 'fp32'")
     if tc.time_limit_minutes is not None and tc.time_limit_minutes <= 0:
         problems.append(f"trainer.time_limit_minutes must be > 0 or null, got {tc.time_limit_minutes}")
+    if tc.time_limit_clock not in ("wall", "process"):
+        problems.append(f"trainer.time_limit_clock={tc.time_limit_clock!r}: choose 'wall' or 'process'")
+    if tc.checkpoint_every_minutes is not None and tc.checkpoint_every_minutes <= 0:
+        problems.append(f"trainer.checkpoint_every_minutes must be > 0 or null, got {tc.checkpoint_every_minutes}")
     if problems:
         raise ValueError("invalid trainer config: " + "; ".join(problems))

@@ -93,3 +93,24 @@ def test_unknown_and_mistyped_keys_fail_before_work(compose_config, tmp_path):
     cfg = compose_config(SMALL + [f"trainer.out_dir={tmp_path}", "modality.max_atoms=20"])
     with pytest.raises(ValueError, match="max_atoms"):
         train(cfg)
+    cfg = compose_config(SMALL + [f"trainer.out_dir={tmp_path}", "trainer.time_limit_clock=cpu"])
+    with pytest.raises(ValueError, match="trainer.time_limit_clock"):
+        train(cfg)
+    cfg = compose_config(SMALL + [f"trainer.out_dir={tmp_path}", "trainer.checkpoint_every_minutes=0"])
+    with pytest.raises(ValueError, match="trainer.checkpoint_every_minutes"):
+        train(cfg)
+
+
+def test_process_time_limit_stops_logs_the_last_step_and_checkpoints_on_the_way(compose_config, tmp_path):
+    """A CPU-time budget (trainer.time_limit_clock=process) ends the run cleanly; the last step is logged
+    with its CPU seconds, and checkpoint_every_minutes writes the points of a learning curve."""
+    cfg = compose_config(SMALL + [f"trainer.out_dir={tmp_path}", "trainer.max_steps=100000", "trainer.log_every=1000",
+                                  "trainer.checkpoint_every=100000", "trainer.time_limit_minutes=0.2",
+                                  "trainer.time_limit_clock=process", "trainer.checkpoint_every_minutes=0.04",
+                                  "trainer.keep_checkpoints=100", "trainer.evaluate_at_end=false"])
+    summary = train(cfg)
+    assert summary["stop_reason"] == "time_limit" and summary["steps"] < 100000
+    rows = [r for r in MetricsLog(tmp_path, True).rows() if "loss" in r]
+    assert rows[-1]["step"] == summary["steps"] and rows[-1]["process_seconds"] >= 0.2 * 60
+    steps = [int(p.stem.split("_")[1]) for p in list_checkpoints(tmp_path / "checkpoints")]
+    assert len(steps) >= 3 and steps[-1] == summary["steps"]

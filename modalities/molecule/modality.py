@@ -12,7 +12,8 @@ from torch_geometric.data import Batch
 from core.modality import LatentLayout
 from modalities.molecule.data.dataset import QM9Dataset, element_vocabulary
 from modalities.molecule.model.decoder import MoleculeDecoder, MoleculePrediction
-from modalities.molecule.model.losses import aligned_coordinate_mse, element_cross_entropy, pairwise_distance_mse
+from modalities.molecule.model.corruption import AtomCorruption
+from modalities.molecule.model.losses import ReconstructionLoss
 from modalities.molecule.evaluation.reconstruction_metrics import kabsch_rmsd, reconstruction_match
 from torch_geometric.utils import to_dense_batch
 
@@ -31,7 +32,8 @@ class MoleculeModality:
 
     def __init__(self, name: str, dataset: str, split_scheme: str, train_subset: int | None,
                  eval_subset: int | None, elements: list[str], max_atoms: int, cache_dir: str | None,
-                 embedder: dict, decoder: dict, loss: dict, evaluation: dict):
+                 random_rotation: bool, input_corruption: dict, embedder: dict, decoder: dict, loss: dict,
+                 evaluation: dict):
         if name != "molecule":
             raise ValueError(f"modality.name must be 'molecule' for MoleculeModality, got {name!r}")
         if dataset != "qm9":
@@ -43,13 +45,10 @@ class MoleculeModality:
         self.atomic_numbers = element_vocabulary(self.elements)
         self.max_atoms = max_atoms
         self.cache_dir = cache_dir
+        self.random_rotation = random_rotation
+        self.corruption = _strict("input_corruption", AtomCorruption, input_corruption)
         self.embedder_options, self.decoder_options = dict(embedder), dict(decoder)
-        self.element_weight = loss["element_weight"]
-        self.coordinate_weight = loss["coordinate_weight"]
-        self.distance_weight = loss["distance_weight"]
-        unknown = set(loss) - {"element_weight", "coordinate_weight", "distance_weight"}
-        if unknown:
-            raise KeyError(f"modality.loss has unknown keys {sorted(unknown)}")
+        self.loss = _strict("loss", ReconstructionLoss, loss)
         self.evaluation = dict(evaluation)
         unknown = set(self.evaluation) - {"reference", "fcd", "workers"}
         if unknown or len(self.evaluation) != 3:
@@ -61,7 +60,8 @@ class MoleculeModality:
         if split not in self._datasets:
             subset = self.train_subset if split == "train" else self.eval_subset
             data = next(iter(self._datasets.values())).data if self._datasets else None
-            ds = QM9Dataset(split, self.split_scheme, self.elements, subset, self.cache_dir, data)
+            ds = QM9Dataset(split, self.split_scheme, self.elements, subset, self.cache_dir, data,
+                            random_rotation=self.random_rotation and split == "train")
             largest = int(ds.atom_counts().max())
             if largest > self.max_atoms:
                 raise ValueError(f"the {split} split has a molecule of {largest} atoms but modality.max_atoms="
@@ -91,7 +91,7 @@ class MoleculeModality:
         options = dict(self.embedder_options)
         cls = get_class(options.pop("_target_"))
         return _strict("embedder", cls, options, width=width, num_elements=len(self.elements),
-                       atom_count_histogram=self.atom_count_histogram())
+                       atom_count_histogram=self.atom_count_histogram(), corruption=self.corruption)
 
     def build_decoder(self, latent_channels: int) -> MoleculeDecoder:
         return _strict("decoder", MoleculeDecoder, self.decoder_options, latent_channels=latent_channels,
@@ -105,11 +105,7 @@ class MoleculeModality:
 
     def reconstruction_loss(self, prediction: MoleculePrediction, batch: Batch):
         elements, positions, mask = self.dense_targets(batch)
-        ce = element_cross_entropy(prediction.element_logits, elements, mask)
-        coordinates = aligned_coordinate_mse(prediction.positions, positions, mask)
-        distances = pairwise_distance_mse(prediction.positions, positions, mask)
-        loss = self.element_weight * ce + self.coordinate_weight * coordinates + self.distance_weight * distances
-        return loss, {"element_ce": ce, "coordinate_mse": coordinates, "distance_mse": distances}
+        return self.loss(prediction.element_logits, prediction.positions, elements, positions, mask)
 
     def reconstruction_metrics(self, prediction: MoleculePrediction, batch: Batch) -> dict[str, torch.Tensor]:
         """Per-molecule values [B]: element accuracy, aligned coordinate RMSD (Å), all elements right, and

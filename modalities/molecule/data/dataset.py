@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from e3nn import o3
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
@@ -21,10 +22,15 @@ def element_vocabulary(symbols: list[str]) -> torch.Tensor:
 
 
 class QM9Dataset(Dataset):
-    """One split of QM9 (EDM or ADiT scheme); coordinates centred on the centroid (zero mean)."""
+    """One split of QM9 (EDM or ADiT scheme); coordinates centred on the centroid (zero mean).
+
+    random_rotation: each item is turned by a fresh uniformly random rotation (torch's global RNG, which
+    checkpoints carry). The item is both the tokenizer's input and the reconstruction target, so input and
+    target are always rotated alike; used for the training split of frame-carrying tokens."""
 
     def __init__(self, split: str, split_scheme: str, elements: list[str], subset: int | None,
-                 cache_dir: str | None, data: QM9Molecules | None = None):
+                 cache_dir: str | None, data: QM9Molecules | None = None, random_rotation: bool = False):
+        self.random_rotation = random_rotation
         self.data = data if data is not None else load_qm9(cache_dir)
         splits = self.data.split_indices(split_scheme)
         if split not in splits:
@@ -48,5 +54,7 @@ class QM9Dataset(Dataset):
         row = int(self.rows[i])
         atomic_numbers, positions = self.data.molecule(row)
         positions = positions - positions.mean(0, keepdim=True)
+        if self.random_rotation:
+            positions = positions @ o3.rand_matrix(dtype=positions.dtype).T
         return Data(element=self.z_to_class[atomic_numbers], pos=positions, num_atoms=len(atomic_numbers),
                     row=row)

@@ -1,37 +1,50 @@
-"""ADiT's measured alternative to the equivariant encoder: coordinates as plain token features.
+"""ADiT's alternative to the equivariant encoder: coordinates as plain token features.
 
-Tokens are element embeddings plus an MLP of the centred coordinates (Å), in the input frame. The model
-is not rotation-invariant by construction; training applies a random rotation per molecule so it learns
-every orientation (the decoder's loss aligns frames, so the target need not be rotated too).
-Permutation-equivariance holds as for the equivariant encoder (no index embedding).
+Tokens are element embeddings plus an MLP of the centred coordinates (Å), in the input frame, so the
+decoder returns coordinates in the input frame too. The network is not rotation-equivariant by
+construction: training rotates input and target alike (the dataset's random rotation), so it learns every
+orientation. Permutation-equivariance holds as for the equivariant encoder (no index embedding).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from e3nn import o3
-from torch_geometric.utils import to_dense_batch
+from torch_geometric.utils import scatter, to_dense_batch
 
 from core.modality import LatentLayout, Observation
 from modalities.molecule.model.atom_counts import AtomCountPrior
+from modalities.molecule.model.corruption import AtomCorruption
+
+
+class CoordinateTokens(nn.Module):
+    """Per-atom token [A, width] = element embedding + MLP of the position relative to the molecule's
+    centroid (Å, input frame). Element class `num_classes - 1` is the corruption's mask class."""
+
+    def __init__(self, num_classes: int, width: int, hidden: int):
+        super().__init__()
+        self.element_embedding = nn.Embedding(num_classes, width)
+        self.coordinates = nn.Sequential(nn.Linear(3, hidden), nn.SiLU(), nn.Linear(hidden, width))
+
+    def forward(self, element: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        centred = pos - scatter(pos, batch, dim=0, reduce="mean")[batch]
+        return self.element_embedding(element) + self.coordinates(centred)
 
 
 class CoordinateAtomEmbedder(nn.Module):
-    def __init__(self, width: int, num_elements: int, hidden: int, random_rotation: bool,
-                 atom_count_histogram: torch.Tensor):
+    def __init__(self, width: int, num_elements: int, hidden: int, atom_count_histogram: torch.Tensor,
+                 corruption: AtomCorruption):
         super().__init__()
-        self.element_embedding = nn.Embedding(num_elements, width)
-        self.coordinates = nn.Sequential(nn.Linear(3, hidden), nn.SiLU(), nn.Linear(hidden, width))
+        self.atom_tokens = CoordinateTokens(num_elements + 1, width, hidden)  # + the mask class
         self.to_latent_hints = nn.Linear(width, width)
-        self.random_rotation = random_rotation
         self.atom_counts = AtomCountPrior(atom_count_histogram)
+        self.corruption = corruption
+        self.mask_class = num_elements
 
     def forward(self, batch) -> Observation:
-        pos = batch.pos
-        if self.training and self.random_rotation:
-            rotations = o3.rand_matrix(int(batch.num_graphs), device=pos.device, dtype=pos.dtype)  # [B, 3, 3]
-            pos = torch.einsum("aij,aj->ai", rotations[batch.batch], pos)
-        tokens = self.element_embedding(batch.element) + self.coordinates(pos)
+        element, pos = batch.element, batch.pos
+        if self.training:
+            element, pos = self.corruption(element, pos, self.mask_class)
+        tokens = self.atom_tokens(element, pos, batch.batch)
         tokens, mask = to_dense_batch(tokens, batch.batch)  # [B, N, D], [B, N]
         return Observation(tokens=tokens, mask=mask, positions=None,
                            latent_hints=self.to_latent_hints(tokens), layout=LatentLayout(mask=mask))

@@ -1,7 +1,8 @@
 """Molecule decoder: transformer over the latent set -> element logits and 3-D coordinates (Å).
 
-Coordinates come out in a frame of the decoder's choosing; the loss aligns the target onto them, so only
-the shape is learned (latents are invariant to rotation and translation).
+With frame-carrying tokens (the default) coordinates come out in the input frame and the loss compares
+them there; with rotation-invariant tokens the frame is the decoder's choice and the loss aligns the
+target onto the prediction first (`modality.loss.coordinate_frame`).
 """
 from __future__ import annotations
 
