@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modalities.molecule.evaluation.bond_lengths import BOND_TYPES, HEADLINE_MEDIANS
 from modalities.molecule.evaluation.bond_perception import perceive
 from modalities.molecule.evaluation.chemistry_metrics import canonical_smiles
 from modalities.molecule.evaluation.files import write_sdf, write_xyz
@@ -39,10 +40,16 @@ def depiction_grid(molecules: list[Molecule], path: Path, route: str, max_molecu
 
 
 def headline(result: dict) -> dict:
-    """Flat numbers of an evaluation for the run's metrics log."""
+    """Flat numbers of an evaluation for the run's metrics log: stability, per-route figures, bond-length W1
+    per bond type (`bond_w1/C-C`, ...; None without a reference or without such bonds) and the median C-C and
+    C-H lengths (`bond_median/C-C`, Å)."""
     flat = {f"stability/{k}": v for k, v in result["stability"].items() if isinstance(v, (int, float))}
     for route, figures in result["routes"].items():
         flat.update({f"{route}/{k}": v for k, v in figures.items() if isinstance(v, (int, float))})
+    lengths = result["bond_lengths"]
+    w1 = lengths.get("w1_angstrom", {})
+    flat.update({f"bond_w1/{kind}": w1.get(kind) for kind in BOND_TYPES})
+    flat.update({f"bond_median/{kind}": lengths["median_angstrom"][kind] for kind in HEADLINE_MEDIANS})
     return flat
 
 
