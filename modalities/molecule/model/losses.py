@@ -5,6 +5,18 @@ import torch
 import torch.nn.functional as F
 
 from modalities.molecule.evaluation.reconstruction_metrics import kabsch_align
+from modalities.molecule.evaluation.atom_assignment import element_assignment, reorder
+
+
+def permutation_aware_coordinate_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                                     elements: torch.Tensor, frame_search: bool = False) -> torch.Tensor:
+    """`aligned_coordinate_mse` (Å²) after re-ordering the target's atoms within each element to fit the
+    prediction best (`element_assignment`: align, assign, re-align), so that equal atoms decoded in another
+    order are not punished. prediction, target [B, N, 3] Å, mask [B, N] bool, elements [B, N] int (the target
+    element of each slot). The order is chosen without gradient. frame_search off by default: a decoder
+    answering in the input frame is close to the target, where the given order's alignment is a good start."""
+    order = element_assignment(prediction, target, mask, elements, frame_search)
+    return aligned_coordinate_mse(prediction, reorder(target, order), mask)
 
 
 def element_cross_entropy(logits: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
