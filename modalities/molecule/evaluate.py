@@ -1,7 +1,7 @@
 """Evaluate a set of 3-D molecules: EDM stability, and per bond route validity, connectivity, uniqueness,
 novelty (vs the reference training split) and FCD (vs the reference test split).
 
-    python -m modalities.molecule.evaluate samples.sdf|samples.xyz|folder --reference qm9 --split edm \
+    python -m modalities.molecule.evaluate samples.sdf|samples.xyz[.gz]|folder --reference qm9 --split edm \
         [--routes edm xyz2mol openbabel] [--workers N] [--no-fcd] [--stereo] [--out results.json]
 
 prints Markdown tables (each row names its bond route, sample count and reference split) and writes JSON.
@@ -261,7 +261,7 @@ def markdown_table(result: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modalities.molecule.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("path", help="an .xyz/.sdf file or a folder of them")
+    parser.add_argument("path", help="an .xyz/.sdf file (or .xyz.gz/.sdf.gz) or a folder of them")
     parser.add_argument("--reference", default="qm9", choices=[*REFERENCES, "none"])
     parser.add_argument("--split", default="edm", choices=["edm", "adit"])
     parser.add_argument("--routes", nargs="+", default=list(ROUTES), choices=list(ROUTES))

@@ -162,3 +162,14 @@ def test_reference_bond_lengths_are_cached(tmp_path, monkeypatch):
     monkeypatch.setattr(evaluate, "pooled_bond_lengths", lambda *a: pytest.fail("cache not used"))
     cached, cached_used = evaluate.qm9_test_bond_lengths("edm", tmp_path)
     assert cached_used == 1 and np.array_equal(cached["C-H"], lengths["C-H"])
+
+
+def test_command_line_reads_gzip_and_names_a_broken_archive(tmp_path, molecules, capsys):
+    write_xyz(tmp_path / "samples.xyz.gz", molecules)
+    assert main([str(tmp_path / "samples.xyz.gz"), "--reference", "none", "--no-fcd", "--routes", "edm",
+                 "--workers", "1"]) == 0
+    assert "| edm | 8 | none |" in capsys.readouterr().out
+    broken = tmp_path / "broken.sdf.gz"
+    broken.write_bytes(b"\x1f\x8b not really gzip")
+    assert main([str(broken), "--reference", "none"]) == 2
+    assert f"{broken}: not a readable gzip file" in capsys.readouterr().err
