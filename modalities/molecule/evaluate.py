@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from modalities.molecule.evaluation.bond_lengths import BOND_TYPES, bond_length_report, pooled_bond_lengths
 from modalities.molecule.evaluation.bond_perception import ROUTES, input_problem
@@ -32,6 +33,7 @@ from modalities.molecule.evaluation.chemistry_metrics import canonicalize_smiles
 from modalities.molecule.evaluation.fcd import FCDStatistics, cached_reference_statistics, frechet_distance, statistics_of_sets
 from modalities.molecule.evaluation.files import MoleculeFileError, read_molecules
 from modalities.molecule.evaluation.metrics import MoleculeMetrics, assess_molecules, molecule_arrays
+from modalities.molecule.evaluation.rdkit_messages import counting_rdkit_messages
 
 REFERENCES = ("qm9",)
 PERCEIVED_CACHE_VERSION = 2  # bump when a bond route changes what it perceives
@@ -66,12 +68,20 @@ def _cache_dir(cache_dir: str | Path | None) -> Path:
     return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
-def _cached_lines(path: Path, expected: int, make) -> list[str]:
-    """Lines of a cache file, or `make()` written there first; a file of the wrong length is rebuilt."""
+def announce_cache(what: str, path: Path) -> None:
+    """One line on stderr before a reference cache is built, so a first evaluation's minutes of work are
+    not silent."""
+    print(f"building a reference cache (first run only): {what} -> {path}", file=sys.stderr, flush=True)
+
+
+def _cached_lines(path: Path, expected: int, make, what: str) -> list[str]:
+    """Lines of a cache file, or `make()` written there first (announced as `what`); a file of the wrong
+    length is rebuilt."""
     if path.exists():
         lines = path.read_text().split("\n")
         if len(lines) == expected:
             return lines
+    announce_cache(what, path)
     lines = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
@@ -89,7 +99,9 @@ def canonical_qm9_smiles(cache_dir: str | Path | None = None, isomeric: bool = F
     from modalities.molecule.data.qm9 import load_qm9
     qm9 = load_qm9(cache_dir)
     path = _cache_dir(cache_dir) / "molecule_eval" / f"qm9_dataset_{'iso' if isomeric else 'flat'}_{_qm9_digest(qm9)}.txt"
-    return _cached_lines(path, len(qm9), lambda: [canonicalize_smiles(s, isomeric) or "" for s in qm9.smiles])
+    return _cached_lines(path, len(qm9), lambda: [canonicalize_smiles(s, isomeric) or "" for s in
+                                                  tqdm(qm9.smiles, desc="QM9 SMILES, canonical", unit="molecule")],
+                         f"QM9's own {len(qm9):,} SMILES in canonical form (novelty vs dataset SMILES, FCD)")
 
 
 def perceived_qm9_smiles(route: str, cache_dir: str | Path | None = None, isomeric: bool = False,
@@ -104,8 +116,11 @@ def perceived_qm9_smiles(route: str, cache_dir: str | Path | None = None, isomer
 
     def make() -> list[str]:
         molecules = [qm9.molecule(i) for i in range(len(qm9))]
-        return [a.chemistry[0].smiles or "" for a in assess_molecules(molecules, (route,), workers, isomeric)]
-    return _cached_lines(_cache_dir(cache_dir) / "molecule_eval" / name, len(qm9), make)
+        assessed = assess_molecules(molecules, (route,), workers, isomeric, progress=f"QM9 SMILES, {route} route")
+        return [a.chemistry[0].smiles or "" for a in assessed]
+    what = (f"SMILES of all {len(qm9):,} QM9 geometries as bond route {route!r} perceives them (novelty), "
+            f"{workers} worker(s)")
+    return _cached_lines(_cache_dir(cache_dir) / "molecule_eval" / name, len(qm9), make, what)
 
 
 def qm9_test_bond_lengths(split: str = "edm", cache_dir: str | Path | None = None) -> tuple[dict[str, np.ndarray], int]:
@@ -122,7 +137,9 @@ def qm9_test_bond_lengths(split: str = "edm", cache_dir: str | Path | None = Non
         except Exception:  # a truncated or foreign file: rebuild below
             pass
     rows = qm9.split_indices(split)["test"].tolist()
-    lengths, used, _ = pooled_bond_lengths((z.numpy(), x.numpy()) for z, x in map(qm9.molecule, rows))
+    announce_cache(f"bond lengths of the {split} test split's {len(rows):,} molecules", path)
+    molecules = map(qm9.molecule, tqdm(rows, desc="QM9 test bond lengths", unit="molecule"))
+    lengths, used, _ = pooled_bond_lengths((z.numpy(), x.numpy()) for z, x in molecules)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")  # np.savez keeps a name ending in .npz
     np.savez(tmp, molecules=used, **lengths)
@@ -157,7 +174,16 @@ def evaluate_molecules(molecules: Sequence, reference: Reference | str | None = 
 
     reference: a `Reference`, a reference name ("qm9", with `split`), or None (no novelty, no FCD).
     Returns a JSON-ready dict; fractions in [0, 1]. Bad molecules are counted invalid, never raised.
+    RDKit's log lines are not printed: "rdkit_messages" counts them by kind (worker processes included).
     """
+    with counting_rdkit_messages() as messages:
+        result = _evaluate(molecules, reference, split, routes, workers, fcd, isomeric, cache_dir)
+    result["rdkit_messages"] = dict(messages.most_common())
+    return result
+
+
+def _evaluate(molecules: Sequence, reference: Reference | str | None, split: str, routes: Sequence[str],
+              workers: int, fcd: bool, isomeric: bool, cache_dir: str | Path | None) -> dict:
     start = time.perf_counter()
     if isinstance(reference, str):
         reference = load_reference(reference, split, fcd, cache_dir, isomeric, routes, max(workers, 1))
@@ -256,7 +282,16 @@ def markdown_table(result: dict) -> str:
         lines.append(f"| {route} | {n} | {ref} | {_pct(f['validity'])} | {_pct(f['connected'])} "
                      f"| {_pct(f['uniqueness'])} | {_pct(f['valid_and_unique'])} | {_pct(f.get('novelty'))} "
                      f"| {'—' if fcd is None else f'{fcd:.3f}'} |")
-    return "\n".join(lines + [""] + bond_length_table(result))
+    return "\n".join(lines + [""] + bond_length_table(result) + rdkit_message_lines(result))
+
+
+def rdkit_message_lines(result: dict) -> list[str]:
+    """One Markdown line counting RDKit's silenced log lines by kind (none when there were none)."""
+    messages = result.get("rdkit_messages") or {}
+    if not messages:
+        return []
+    counts = "; ".join(f"{count} × `{kind}`" for kind, count in messages.items())
+    return [f"\nRDKit messages (not printed, counted by kind): {counts}"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,17 +14,20 @@ import hashlib
 import multiprocessing
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 import numpy as np
 import torch
 from torchmetrics import Metric
+from tqdm import tqdm
 
 from modalities.molecule.evaluation.bond_perception import ROUTES, input_problem, perceive
 from modalities.molecule.evaluation.chemistry_metrics import ChemistryResult, assess_chemistry, reason_category
 from modalities.molecule.evaluation.fcd import CHEMNET_DIM, FCDStatistics, chemnet_activations, frechet_distance
 from modalities.molecule.evaluation.files import MoleculeRecord
 from modalities.molecule.evaluation.inchi import inchi_match
+from modalities.molecule.evaluation.rdkit_messages import add_counts, call_counting_messages, counting
 from modalities.molecule.evaluation.reconstruction_metrics import atom_type_accuracy, kabsch_rmsd, reconstruction_match
 from modalities.molecule.evaluation.stability import StabilityResult, check_stability
 
@@ -77,19 +80,32 @@ def _pool(workers: int):
     return multiprocessing.get_context("spawn").Pool(workers)
 
 
-def parallel_map(function, items: list, workers: int, chunksize: int = 64) -> list:
-    """`[function(i) for i in items]`, spread over `workers` processes when workers > 1 (order kept)."""
+def parallel_map(function, items: list, workers: int, chunksize: int = 64, progress: str | None = None) -> list:
+    """`[function(i) for i in items]`, spread over `workers` processes when workers > 1 (order kept).
+
+    progress: a tqdm bar with this description (in pools too: results arrive chunk by chunk). When RDKit
+    messages are being counted here (`rdkit_messages.counting_rdkit_messages`), workers count theirs and
+    send them back, so a pool silences and counts the same messages a serial run does."""
+    bar = dict(total=len(items), desc=progress, unit="molecule", dynamic_ncols=True, disable=progress is None)
     if workers <= 1 or len(items) < 2 * chunksize:
-        return [function(item) for item in items]
+        return [function(item) for item in tqdm(items, **bar)]
+    counted = counting()
+    task = partial(call_counting_messages, function) if counted else function
     with _pool(min(workers, max(1, len(items) // chunksize))) as pool:
-        return pool.map(function, items, chunksize=chunksize)
+        results = list(tqdm(pool.imap(task, items, chunksize=chunksize), **bar))
+    if not counted:
+        return results
+    for _, counts in results:
+        add_counts(counts)
+    return [result for result, _ in results]
 
 
 def assess_molecules(molecules: Sequence, routes: Sequence[str] = ROUTES, workers: int = 0,
-                     isomeric: bool = False) -> list[MoleculeAssessment]:
-    """`assess_molecule` for each molecule (MoleculeRecord or (atomic_numbers, positions) pair), in order."""
+                     isomeric: bool = False, progress: str | None = None) -> list[MoleculeAssessment]:
+    """`assess_molecule` for each molecule (MoleculeRecord or (atomic_numbers, positions) pair), in order;
+    `progress`: description of a progress bar (None: no bar)."""
     items = [(*molecule_arrays(m), tuple(routes), isomeric) for m in molecules]
-    return parallel_map(_assess_item, items, workers)
+    return parallel_map(_assess_item, items, workers, progress=progress)
 
 
 def molecules_from_padded(atomic_numbers: torch.Tensor, positions: torch.Tensor,

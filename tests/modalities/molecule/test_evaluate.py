@@ -152,16 +152,18 @@ class TinyQM9:
         return (water, methane)[i]
 
 
-def test_reference_bond_lengths_are_cached(tmp_path, monkeypatch):
+def test_reference_bond_lengths_are_cached_and_the_first_build_says_so(tmp_path, monkeypatch, capsys):
     import modalities.molecule.data.qm9 as qm9
     import modalities.molecule.evaluate as evaluate
     monkeypatch.setattr(qm9, "load_qm9", lambda cache_dir=None: TinyQM9())
     lengths, used = evaluate.qm9_test_bond_lengths("edm", tmp_path)
+    assert "building a reference cache (first run only): bond lengths of the edm test split" in capsys.readouterr().err
     assert used == 1 and sorted(lengths) == ["C-H"] and np.allclose(lengths["C-H"], 0.63 * np.sqrt(3))
     assert len(list((tmp_path / "molecule_eval").glob("qm9_edm_test_bond_lengths_*.npz"))) == 1
     monkeypatch.setattr(evaluate, "pooled_bond_lengths", lambda *a: pytest.fail("cache not used"))
     cached, cached_used = evaluate.qm9_test_bond_lengths("edm", tmp_path)
     assert cached_used == 1 and np.array_equal(cached["C-H"], lengths["C-H"])
+    assert "building" not in capsys.readouterr().err
 
 
 def test_command_line_reads_gzip_and_names_a_broken_archive(tmp_path, molecules, capsys):
