@@ -48,7 +48,7 @@ RUN_OVERRIDES = ["trainer.evaluate_at_end=false", "trainer.threads=1", "trainer.
                  "trainer.checkpoint_every=1000000000", "trainer.time_limit_clock=process"]
 # Metrics drawn against training minutes (those present in the rows).
 PLOTTED = ["reconstruction/coordinate_rmsd_median", "reconstruction/match_rate_inchi_openbabel",
-           "reconstruction/match_rate_edm_smiles", "reconstruction/match_rate_edm", "generation/stability/atom_stability",
+           "reconstruction/match_rate_edm_smiles", "generation/stability/atom_stability",
            "generation/stability/molecule_stability", "generation/xyz2mol/validity",
            "generation/xyz2mol/valid_and_unique", "generation/bond_w1/C-C", "generation/bond_w1/C-H",
            "generation/xyz2mol/fcd"]
@@ -168,7 +168,6 @@ def markdown_table(rows: list[dict], designs: list[tuple[str, str, list[str]]]) 
                ("reconstruction/coordinate_rmsd", "RMSD mean Å"),
                ("reconstruction/match_rate_inchi_openbabel", "match InChI/OpenBabel"),
                ("reconstruction/match_rate_edm_smiles", "match EDM SMILES"),
-               ("reconstruction/match_rate_edm", "match EDM SMILES"),
                ("reconstruction/element_accuracy", "element acc."),
                ("generation/stability/atom_stability", "atom stable"),
                ("generation/stability/molecule_stability", "mol. stable"),

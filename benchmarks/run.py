@@ -12,6 +12,7 @@ BENCHMARKS = {
     "fault_injection": "SIGKILL at random steps, resume, compare bit for bit (--kills N)",
     "molecule_eval_speed": "evaluation harness throughput on 10,000 QM9 molecules",
     "qm9_data_figures": "stability/validity of QM9's own molecules under every bond route",
+    "match_protocols": "InChI vs EDM-SMILES reconstruction match, bond-length W1, on perturbed QM9 copies",
     "cifar10_fid_train_vs_test": "FID between CIFAR-10 train and test images",
     "final_layer_init": "zero vs small-normal GE output-layer init: first gradients, latent collapse",
     "train_throughput": "training steps per second of a config (--steps, Hydra overrides)",

@@ -12,9 +12,9 @@ from torch_geometric.data import Batch
 from core.modality import LatentLayout
 from modalities.molecule.data.dataset import QM9Dataset, element_vocabulary
 from modalities.molecule.model.decoder import MoleculeDecoder, MoleculePrediction
+from modalities.molecule.evaluation.reconstruction_metrics import kabsch_rmsd, reconstruction_match_rates
 from modalities.molecule.model.corruption import AtomCorruption
 from modalities.molecule.model.losses import ReconstructionLoss
-from modalities.molecule.evaluation.reconstruction_metrics import kabsch_rmsd, reconstruction_match
 from torch_geometric.utils import to_dense_batch
 
 
@@ -109,22 +109,17 @@ class MoleculeModality:
 
     def reconstruction_metrics(self, prediction: MoleculePrediction, batch: Batch) -> dict[str, torch.Tensor]:
         """Per-molecule values [B]: element accuracy, aligned coordinate RMSD (Å), all elements right, and
-        match (same canonical SMILES with stereo, EDM bond route); match is NaN (left out) where the input
-        molecule itself has no valid EDM-route SMILES."""
+        the two match verdicts of `reconstruction_match_rates` (match_rate_inchi_openbabel: ADiT's protocol;
+        match_rate_edm_smiles: strict), NaN (left out, counted) where the input molecule has no identity."""
         elements, positions, mask = self.dense_targets(batch)
         correct = (prediction.elements == elements) & mask
-        predicted = self.to_molecules(prediction)
         target_numbers = self.atomic_numbers.to(elements.device)[elements]
-        match = []
-        for i, (z, x) in enumerate(predicted):
-            verdict = reconstruction_match(z.numpy(), x.double().numpy(), target_numbers[i][mask[i]].cpu().numpy(),
-                                           positions[i][mask[i]].double().cpu().numpy(), route="edm")
-            match.append(float("nan") if verdict is None else float(verdict))
+        targets = [(target_numbers[i][m].cpu(), positions[i][m].double().cpu()) for i, m in enumerate(mask)]
         return {
             "element_accuracy": correct.sum(1) / mask.sum(1),
             "coordinate_rmsd": kabsch_rmsd(prediction.positions.float(), positions, mask),
             "all_elements_correct": (correct.sum(1) == mask.sum(1)).float(),
-            "match_rate_edm": torch.tensor(match),
+            **reconstruction_match_rates(self.to_molecules(prediction), targets),
         }
 
     # ------------------------------------------------------------------ samples

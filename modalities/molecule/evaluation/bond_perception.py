@@ -144,7 +144,7 @@ def perceive_openbabel(atomic_numbers: np.ndarray, positions: np.ndarray, charge
     if problem:
         return Perception("openbabel", None, None, problem)
     conversion = _openbabel_conversion()
-    obmol = _openbabel().OBMol()
+    obmol = openbabel_module().OBMol()
     if not conversion.ReadString(obmol, xyz_block(atomic_numbers, positions)):
         return Perception("openbabel", None, None, "openbabel: could not read the XYZ block")
     if charge:
@@ -165,7 +165,7 @@ def perceive_openbabel(atomic_numbers: np.ndarray, positions: np.ndarray, charge
 _OB = {}
 
 
-def _openbabel():
+def openbabel_module():
     """The openbabel module, imported on first use so the other routes work without the wheel."""
     if "module" not in _OB:
         try:
@@ -179,7 +179,7 @@ def _openbabel():
 
 def _openbabel_conversion():
     if "conversion" not in _OB:
-        conversion = _openbabel().OBConversion()
+        conversion = openbabel_module().OBConversion()
         conversion.SetInAndOutFormats("xyz", "mol")
         _OB["conversion"] = conversion
     return _OB["conversion"]

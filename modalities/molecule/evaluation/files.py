@@ -9,10 +9,15 @@ Two kinds of trouble are kept apart:
     carries on with the rest.
 Readers ignore the bonds an SDF file carries: every bond route perceives bonds from the 3-D atoms, so
 that files from any project are judged the same way. The total formal charge of an SDF record is kept.
+A name ending in ".gz" (samples.xyz.gz, samples.sdf.gz) is gzip-compressed, for reading and writing; a
+broken archive is a malformed file.
 """
 from __future__ import annotations
 
+import gzip
+import io
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -25,6 +30,7 @@ from modalities.molecule.evaluation.bond_perception import input_problem, percei
 from modalities.molecule.evaluation.bond_tables import ATOMIC_NUMBER, SYMBOLS
 
 MOLECULE_SUFFIXES = (".xyz", ".sdf", ".sd", ".mol")
+GZIP_SUFFIX = ".gz"  # after a molecule suffix: samples.xyz.gz
 
 
 class MoleculeFileError(ValueError):
@@ -49,6 +55,49 @@ class MoleculeRecord:
     name: str = ""
     charge: int = 0
     problem: str | None = None
+
+
+def molecule_suffix(path: str | Path) -> str | None:
+    """The molecule file type of a name, compressed or not: 'a.XYZ' -> '.xyz', 'a.sdf.gz' -> '.sdf'; None if
+    the name has no MOLECULE_SUFFIXES type."""
+    name = Path(path).name.lower()
+    if name.endswith(GZIP_SUFFIX):
+        name = name[:-len(GZIP_SUFFIX)]
+    suffix = Path(name).suffix
+    return suffix if suffix in MOLECULE_SUFFIXES else None
+
+
+def _compressed(path: Path) -> bool:
+    return path.name.lower().endswith(GZIP_SUFFIX)
+
+
+def read_text(path: str | Path) -> str:
+    """A molecule file's text, decompressed when its name ends in .gz; an unreadable archive or a file that
+    is not UTF-8 text raises MoleculeFileError naming the file."""
+    path = Path(path)
+    try:
+        if _compressed(path):
+            with gzip.open(path, "rt", encoding="utf-8") as handle:
+                return handle.read()
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise MoleculeFileError(f"{path}: not a readable gzip file ({error}); "
+                                f"recompress it or drop the {GZIP_SUFFIX} suffix") from None
+    except UnicodeDecodeError as error:
+        raise MoleculeFileError(f"{path}: not a text file ({error})") from None
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write text, gzip-compressed when the name ends in .gz. The archive records no file name or time, so
+    the same molecules always give the same bytes (a committed file changes only when they do)."""
+    path = Path(path)
+    if not _compressed(path):
+        path.write_text(text)
+        return
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def _element(token: str) -> int:
@@ -89,13 +138,13 @@ def _atom(element: str, coordinates: list[str], path: Path, line_no: int, line: 
 
 
 def read_xyz(path: str | Path) -> list[MoleculeRecord]:
-    """All molecules of an XYZ file (one or several concatenated blocks; blank lines between blocks allowed).
+    """All molecules of an XYZ file, .xyz or .xyz.gz (one or several blocks; blank lines between blocks allowed).
 
     Each block: atom count; comment; one line per atom "Element x y z [extra columns]" in Å. The element
     may be a symbol or an atomic number.
     """
     path = Path(path)
-    lines = path.read_text().splitlines()
+    lines = read_text(path).splitlines()
     records, i = [], 0
     while i < len(lines):
         if not lines[i].strip():
@@ -169,9 +218,9 @@ def _check_v2000(block: list[str], path: Path, first: int) -> tuple[list[int], l
 
 
 def read_sdf(path: str | Path) -> list[MoleculeRecord]:
-    """All molecules of an SDF (or single MOL) file, V2000 checked line by line, V3000 via RDKit."""
+    """All molecules of an SDF (or single MOL) file, plain or .gz, V2000 checked line by line, V3000 via RDKit."""
     path = Path(path)
-    lines = path.read_text().splitlines()
+    lines = read_text(path).splitlines()
     blocks, start = [], 0
     for i, line in enumerate(lines + ["$$$$"]):
         if line.strip() == "$$$$":
@@ -203,21 +252,23 @@ def read_sdf(path: str | Path) -> list[MoleculeRecord]:
 
 
 def read_molecules(path: str | Path) -> list[MoleculeRecord]:
-    """Molecules of one .xyz/.sdf/.sd/.mol file, or of every such file in a folder (sorted by name)."""
+    """Molecules of one .xyz/.sdf/.sd/.mol file (each also as .gz), or of every such file in a folder
+    (sorted by name)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in MOLECULE_SUFFIXES)
+        files = sorted(p for p in path.iterdir() if molecule_suffix(p))
         if not files:
-            raise MoleculeFileError(f"{path}: folder holds no {'/'.join(MOLECULE_SUFFIXES)} file")
+            raise MoleculeFileError(f"{path}: folder holds no {'/'.join(MOLECULE_SUFFIXES)} file (nor its .gz)")
         return [record for f in files for record in read_molecules(f)]
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    suffix = path.suffix.lower()
+    suffix = molecule_suffix(path)
     if suffix == ".xyz":
         return read_xyz(path)
     if suffix in (".sdf", ".sd", ".mol"):
         return read_sdf(path)
-    raise MoleculeFileError(f"{path}: unknown molecule file type {suffix!r}; use one of {MOLECULE_SUFFIXES}")
+    raise MoleculeFileError(f"{path}: unknown molecule file type {''.join(path.suffixes)!r}; use one of "
+                            f"{MOLECULE_SUFFIXES}, each optionally followed by {GZIP_SUFFIX}")
 
 
 Molecule = MoleculeRecord | tuple  # (atomic_numbers [N], positions [N, 3]) or (..., name)
@@ -234,7 +285,8 @@ def _unpack(molecule: Molecule, index: int) -> tuple[np.ndarray, np.ndarray, str
 
 
 def write_xyz(path: str | Path, molecules: Iterable[Molecule]) -> None:
-    """Write molecules as one multi-molecule XYZ file (Å, 6 decimals); element 0 is written as 'X'."""
+    """Write molecules as one multi-molecule XYZ file (Å, 6 decimals; gzip when the name ends in .gz);
+    element 0 is written as 'X'."""
     out = []
     for index, molecule in enumerate(molecules):
         z, x, name, _ = _unpack(molecule, index)
@@ -242,7 +294,7 @@ def write_xyz(path: str | Path, molecules: Iterable[Molecule]) -> None:
         out.append(name.replace("\n", " "))
         out += [f"{SYMBOLS[int(zi)] if 0 < zi < len(SYMBOLS) else 'X'} {a:.6f} {b:.6f} {c:.6f}"
                 for zi, (a, b, c) in zip(z, x)]
-    Path(path).write_text("\n".join(out) + "\n")
+    write_text(path, "\n".join(out) + "\n")
 
 
 def _atoms_only(z: np.ndarray, x: np.ndarray) -> Chem.Mol:
@@ -262,9 +314,10 @@ def write_sdf(path: str | Path, molecules: Iterable[Molecule | Chem.Mol], route:
     An RDKit Mol is written with its own bonds. Atoms + coordinates get bonds from `route` (the bonded
     graph is written even when it does not sanitise, so a reader sees what the route saw); when the route
     gives no bonds (bad input, xyz2mol failure) the atoms alone are written. Properties `bond_route` and
-    `invalid_reason` record what happened.
+    `invalid_reason` record what happened. A name ending in .gz is written gzip-compressed.
     """
-    writer = Chem.SDWriter(str(path))
+    buffer = io.StringIO()  # written in one go below, compressed or not
+    writer = Chem.SDWriter(buffer)
     try:
         for index, molecule in enumerate(molecules):
             if isinstance(molecule, Chem.Mol):
@@ -290,3 +343,4 @@ def write_sdf(path: str | Path, molecules: Iterable[Molecule | Chem.Mol], route:
                     writer.SetKekulize(True)
     finally:
         writer.close()
+    write_text(path, buffer.getvalue())

@@ -14,16 +14,20 @@ import hashlib
 import multiprocessing
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 import numpy as np
 import torch
 from torchmetrics import Metric
+from tqdm import tqdm
 
 from modalities.molecule.evaluation.bond_perception import ROUTES, input_problem, perceive
 from modalities.molecule.evaluation.chemistry_metrics import ChemistryResult, assess_chemistry, reason_category
 from modalities.molecule.evaluation.fcd import CHEMNET_DIM, FCDStatistics, chemnet_activations, frechet_distance
 from modalities.molecule.evaluation.files import MoleculeRecord
+from modalities.molecule.evaluation.inchi import inchi_match
+from modalities.molecule.evaluation.rdkit_messages import add_counts, call_counting_messages, counting
 from modalities.molecule.evaluation.reconstruction_metrics import atom_type_accuracy, kabsch_rmsd, reconstruction_match
 from modalities.molecule.evaluation.stability import StabilityResult, check_stability
 
@@ -76,19 +80,32 @@ def _pool(workers: int):
     return multiprocessing.get_context("spawn").Pool(workers)
 
 
-def parallel_map(function, items: list, workers: int, chunksize: int = 64) -> list:
-    """`[function(i) for i in items]`, spread over `workers` processes when workers > 1 (order kept)."""
+def parallel_map(function, items: list, workers: int, chunksize: int = 64, progress: str | None = None) -> list:
+    """`[function(i) for i in items]`, spread over `workers` processes when workers > 1 (order kept).
+
+    progress: a tqdm bar with this description (in pools too: results arrive chunk by chunk). When RDKit
+    messages are being counted here (`rdkit_messages.counting_rdkit_messages`), workers count theirs and
+    send them back, so a pool silences and counts the same messages a serial run does."""
+    bar = dict(total=len(items), desc=progress, unit="molecule", dynamic_ncols=True, disable=progress is None)
     if workers <= 1 or len(items) < 2 * chunksize:
-        return [function(item) for item in items]
+        return [function(item) for item in tqdm(items, **bar)]
+    counted = counting()
+    task = partial(call_counting_messages, function) if counted else function
     with _pool(min(workers, max(1, len(items) // chunksize))) as pool:
-        return pool.map(function, items, chunksize=chunksize)
+        results = list(tqdm(pool.imap(task, items, chunksize=chunksize), **bar))
+    if not counted:
+        return results
+    for _, counts in results:
+        add_counts(counts)
+    return [result for result, _ in results]
 
 
 def assess_molecules(molecules: Sequence, routes: Sequence[str] = ROUTES, workers: int = 0,
-                     isomeric: bool = False) -> list[MoleculeAssessment]:
-    """`assess_molecule` for each molecule (MoleculeRecord or (atomic_numbers, positions) pair), in order."""
+                     isomeric: bool = False, progress: str | None = None) -> list[MoleculeAssessment]:
+    """`assess_molecule` for each molecule (MoleculeRecord or (atomic_numbers, positions) pair), in order;
+    `progress`: description of a progress bar (None: no bar)."""
     items = [(*molecule_arrays(m), tuple(routes), isomeric) for m in molecules]
-    return parallel_map(_assess_item, items, workers)
+    return parallel_map(_assess_item, items, workers, progress=progress)
 
 
 def molecules_from_padded(atomic_numbers: torch.Tensor, positions: torch.Tensor,
@@ -251,18 +268,20 @@ class FrechetChemNetDistance(Metric):
         return torch.tensor(frechet_distance(stats, self.reference), dtype=torch.float64)
 
 
-def _match_item(item) -> bool | None:
+def _match_item(item) -> tuple[bool | None, bool | None]:
     pz, px, tz, tx, route, isomeric = item
-    return reconstruction_match(pz, px, tz, tx, route, isomeric)
+    return inchi_match(pz, px, tz, tx), reconstruction_match(pz, px, tz, tx, route, isomeric)
 
 
 class ReconstructionMetrics(Metric):
-    """Atom-type accuracy, aligned coordinate RMSD (Å) and match rate of decoded vs input molecules.
+    """Atom-type accuracy, aligned coordinate RMSD (Å) and match rates of decoded vs input molecules.
 
     update(pred_numbers [B, N], pred_positions [B, N, 3], target_numbers [B, N], target_positions [B, N, 3],
-    mask [B, N] bool). Atom i of the prediction is compared with atom i of the target. The match rate
-    (same canonical SMILES under `route`, with stereo when `isomeric`) is taken over molecules whose target
-    is valid under the route; `match_route=None` skips it (no RDKit work, for use inside training steps).
+    mask [B, N] bool). Atom i of the prediction is compared with atom i of the target for accuracy and RMSD.
+    Two match rates, each over the molecules whose target has an identity under it (`match_comparable_*`):
+    "match_rate_inchi_openbabel" (same InChI after OpenBabel perception, ADiT's protocol) and
+    "match_rate_<route>_smiles" (same canonical SMILES under `match_route`, with stereo when `isomeric`).
+    `match_route=None` skips both (no RDKit/OpenBabel work, for use inside training steps).
     """
 
     full_state_update = False
@@ -270,9 +289,11 @@ class ReconstructionMetrics(Metric):
     def __init__(self, match_route: str | None = "edm", isomeric: bool = True, workers: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.match_route, self.isomeric, self.workers = match_route, isomeric, workers
-        for name in ("correct_atoms", "atoms", "all_types_correct", "rmsd_sum", "molecules", "matched",
-                     "comparable"):
+        self.protocols = ("inchi_openbabel", f"{match_route}_smiles")
+        for name in ("correct_atoms", "atoms", "all_types_correct", "rmsd_sum", "molecules"):
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        for name in ("matched", "comparable"):  # one entry per protocol
+            self.add_state(name, default=torch.zeros(2, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, pred_numbers: torch.Tensor, pred_positions: torch.Tensor, target_numbers: torch.Tensor,
                target_positions: torch.Tensor, mask: torch.Tensor) -> None:
@@ -290,9 +311,11 @@ class ReconstructionMetrics(Metric):
             target = molecules_from_padded(target_numbers, target_positions, mask)
             items = [(p[0].numpy(), p[1].numpy(), t[0].numpy(), t[1].numpy(), self.match_route, self.isomeric)
                      for p, t in zip(pred, target)]
-            matches = [m for m in parallel_map(_match_item, items, self.workers) if m is not None]
-            self.matched += float(sum(matches))
-            self.comparable += len(matches)
+            verdicts = np.array([[np.nan if v is None else float(v) for v in pair]
+                                 for pair in parallel_map(_match_item, items, self.workers)]).reshape(-1, 2)
+            defined = ~np.isnan(verdicts)
+            self.matched += torch.from_numpy(np.where(defined, verdicts, 0.0).sum(0)).to(self.matched)
+            self.comparable += torch.from_numpy(defined.sum(0).astype(np.float64)).to(self.comparable)
 
     def compute(self) -> dict[str, float]:
         n = float(self.molecules)
@@ -303,6 +326,8 @@ class ReconstructionMetrics(Metric):
             "num_molecules": n,
         }
         if self.match_route is not None:
-            out["match_rate"] = float(self.matched / self.comparable) if self.comparable > 0 else 0.0
-            out["match_comparable"] = float(self.comparable)
+            for k, protocol in enumerate(self.protocols):
+                comparable = float(self.comparable[k])
+                out[f"match_rate_{protocol}"] = float(self.matched[k]) / comparable if comparable else 0.0
+                out[f"match_comparable_{protocol}"] = comparable
         return out

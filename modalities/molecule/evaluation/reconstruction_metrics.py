@@ -1,8 +1,11 @@
-"""Reconstruction metrics: atom-type accuracy, coordinate RMSD after optimal (Kabsch) alignment, match rate.
+"""Reconstruction metrics: atom-type accuracy, coordinate RMSD after optimal (Kabsch) alignment, match rates.
 
 Atom i of the prediction is compared with atom i of the target (the decoder's latent slot i belongs to
-atom i), so no permutation search is done. ADiT instead matches with pymatgen's MoleculeMatcher, which
-also searches atom orderings; on a decoder that keeps atom order the two agree.
+atom i) for RMSD; `atom_assignment` has the permutation-aware RMSD. Two match protocols, each named:
+    inchi_openbabel  same InChI after OpenBabel bond perception (`inchi.py`): the published protocol (ADiT,
+                     via pymatgen's MoleculeMatcher); order-free, lenient about bond lengths;
+    edm_smiles       same canonical SMILES with 3-D stereo after EDM's bond table: strict, a bond length off
+                     by more than the table's 3-10 pm margins changes the bond order and breaks the match.
 
 The Kabsch functions are batched, masked and differentiable, and the training loss imports them.
 """
@@ -13,6 +16,9 @@ import torch
 
 from modalities.molecule.evaluation.bond_perception import perceive
 from modalities.molecule.evaluation.chemistry_metrics import canonical_smiles, largest_fragment
+from modalities.molecule.evaluation.inchi import inchi_match
+
+MATCH_PROTOCOLS = ("inchi_openbabel", "edm_smiles")
 
 
 def _batched(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None):
@@ -29,6 +35,12 @@ def _batched(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
     if mask.shape != pred.shape[:2]:
         raise ValueError(f"kabsch: mask {tuple(mask.shape)} must be {tuple(pred.shape[:2])}")
     return pred, target, mask.bool(), single
+
+
+def masked_centred(points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """points [B, N, 3] minus each molecule's centroid over its real atoms; padded rows (mask False) -> 0."""
+    w = mask.to(points.dtype).unsqueeze(-1)
+    return (points - (w * points).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1.0)) * w
 
 
 def kabsch_rotation(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -121,3 +133,35 @@ def reconstruction_match(pred_numbers: np.ndarray, pred_positions: np.ndarray, t
     if target is None:
         return None
     return reconstruction_smiles(pred_numbers, pred_positions, route, isomeric) == target
+
+
+def match_verdicts(pred_numbers: np.ndarray, pred_positions: np.ndarray, target_numbers: np.ndarray,
+                   target_positions: np.ndarray) -> dict[str, bool | None]:
+    """Per protocol in MATCH_PROTOCOLS: did the prediction reconstruct the target? None where the target has
+    no identity under the protocol (no InChI; not valid under the EDM route), to be left out and counted.
+    Inputs: atomic numbers [n] int, positions [n, 3] Å."""
+    return {
+        "inchi_openbabel": inchi_match(pred_numbers, pred_positions, target_numbers, target_positions),
+        "edm_smiles": reconstruction_match(pred_numbers, pred_positions, target_numbers, target_positions,
+                                           route="edm", isomeric=True),
+    }
+
+
+def reconstruction_match_rates(predicted: list, targets: list) -> dict[str, torch.Tensor]:
+    """`match_verdicts` of each (prediction, target) pair as per-molecule floats [B] named
+    "match_rate_<protocol>": 1 matched, 0 not, NaN where the target has no identity under the protocol.
+
+    predicted, targets: lists of (atomic numbers [n], positions [n, 3] Å) pairs (tensors or arrays)."""
+    if len(predicted) != len(targets):
+        raise ValueError(f"reconstruction_match_rates: {len(predicted)} predictions for {len(targets)} targets")
+    rates = {protocol: [] for protocol in MATCH_PROTOCOLS}
+    for (pz, px), (tz, tx) in zip(predicted, targets):
+        verdicts = match_verdicts(_numpy(pz), _numpy(px).astype(np.float64), _numpy(tz),
+                                  _numpy(tx).astype(np.float64))
+        for protocol, verdict in verdicts.items():
+            rates[protocol].append(float("nan") if verdict is None else float(verdict))
+    return {f"match_rate_{protocol}": torch.tensor(values, dtype=torch.float64) for protocol, values in rates.items()}
+
+
+def _numpy(values) -> np.ndarray:
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)

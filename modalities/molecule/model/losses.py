@@ -7,7 +7,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from modalities.molecule.evaluation.reconstruction_metrics import kabsch_align
+from modalities.molecule.evaluation.atom_assignment import element_assignment, reorder
+from modalities.molecule.evaluation.reconstruction_metrics import kabsch_align, masked_centred
+
+
+def permutation_aware_coordinate_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                                     elements: torch.Tensor, frame_search: bool = False) -> torch.Tensor:
+    """`aligned_coordinate_mse` (Å²) after re-ordering the target's atoms within each element to fit the
+    prediction best (`element_assignment`: align, assign, re-align), so that equal atoms decoded in another
+    order are not punished. prediction, target [B, N, 3] Å, mask [B, N] bool, elements [B, N] int (the target
+    element of each slot). The order is chosen without gradient. frame_search off by default: a decoder
+    answering in the input frame is close to the target, where the given order's alignment is a good start."""
+    order = element_assignment(prediction, target, mask, elements, frame_search)
+    return aligned_coordinate_mse(prediction, reorder(target, order), mask)
 
 
 def element_cross_entropy(logits: torch.Tensor, elements: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -19,12 +31,7 @@ def centred_coordinate_mse(prediction: torch.Tensor, target: torch.Tensor, mask:
     """Mean squared distance (Å²) per atom after moving each molecule's centroid to the origin, with no
     rotation: the decoder must answer in the input frame (frame-carrying tokens). prediction, target
     [B, N, 3] Å, mask [B, N] bool."""
-    return (((_centred(prediction, mask) - _centred(target, mask)) ** 2).sum(-1))[mask].mean()
-
-
-def _centred(points: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    w = mask.to(points.dtype).unsqueeze(-1)
-    return points - (w * points).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1.0)
+    return (((masked_centred(prediction, mask) - masked_centred(target, mask)) ** 2).sum(-1))[mask].mean()
 
 
 def aligned_coordinate_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -54,7 +61,7 @@ def _distances(points: torch.Tensor) -> torch.Tensor:
     return (diff.pow(2).sum(-1) + 1e-12).sqrt()
 
 
-COORDINATE_FRAMES = ("input", "aligned")
+COORDINATE_FRAMES = ("input", "aligned", "permutation")
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,9 @@ class ReconstructionLoss:
     """L_rec = element CE + coordinate MSE + distance MSE over all pairs + distance MSE over short pairs.
 
     coordinate_frame: "input" compares centred coordinates in the input frame (tokens that carry the frame);
-    "aligned" first aligns the target onto the prediction (Kabsch), for tokens that are rotation-invariant.
+    "aligned" first aligns the target onto the prediction (Kabsch), for tokens that are rotation-invariant;
+    "permutation" also re-orders equal-element target atoms to fit best (invariant tokens give symmetric
+    atoms identical tokens, so their order is arbitrary).
     Every weighted term is in Å² (the CE in nats)."""
 
     element_weight: float
@@ -83,6 +92,9 @@ class ReconstructionLoss:
                  positions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """element_logits [B, N, K], predicted_positions and positions [B, N, 3] Å, elements [B, N], mask [B, N]."""
         parts = {"element_ce": element_cross_entropy(element_logits, elements, mask)}
+        if self.coordinate_frame == "permutation":  # every coordinate term sees the re-ordered target
+            positions = reorder(positions, element_assignment(predicted_positions, positions, mask, elements,
+                                                              frame_search=False))
         if self.coordinate_frame == "input":
             parts["coordinate_mse"] = centred_coordinate_mse(predicted_positions, positions, mask)
         else:

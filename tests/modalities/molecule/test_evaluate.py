@@ -7,12 +7,14 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
+from modalities.molecule.evaluation.bond_lengths import BOND_RULE, BOND_TYPES, pooled_bond_lengths
 from modalities.molecule.evaluation.bond_perception import ROUTES
 from modalities.molecule.evaluate import Reference, evaluate_molecules, main, markdown_table
 from modalities.molecule.evaluation.fcd import statistics_from_smiles
 from modalities.molecule.evaluation.files import MoleculeRecord, write_xyz
 from modalities.molecule.evaluation.metrics import (MoleculeMetrics, MoleculeStability, MoleculeValidity, assess_molecules,
                                          molecules_from_padded)
+from modalities.molecule.evaluation.sample_writer import headline
 
 SMILES = ["CCO", "CC(=O)O", "c1ccccc1", "CC#N", "OCC(N)C=O", "C1CC1", "CCO", "NC(=O)C"]
 
@@ -115,3 +117,61 @@ def test_command_line_reports_malformed_file(tmp_path, capsys):
     bad.write_text("2\ncomment\nC 0 0 0\nH 1.0 oops 0\n")
     assert main([str(bad), "--reference", "none"]) == 2
     assert f"{bad}:4:" in capsys.readouterr().err
+
+
+def test_bond_lengths_in_result_table_and_headline(molecules):
+    arrays = [(z.numpy(), x.numpy()) for z, x in molecules]
+    lengths, used, _ = pooled_bond_lengths(arrays)
+    reference = Reference("toy/split", {route: set() for route in ROUTES}, set(), 0, None, 8, lengths, used)
+    result = evaluate_molecules(molecules, reference, routes=("edm",), fcd=False)
+    bonds = result["bond_lengths"]
+    assert bonds["rule"] == BOND_RULE and bonds["molecules_used"] == 8 and bonds["molecules_left_out"] == 0
+    assert all(bonds["w1_angstrom"][kind] == 0 for kind in ("C-C", "C-H", "C-O", "O-H"))
+    assert bonds["median_angstrom"] == bonds["reference_median_angstrom"]
+    flat = headline(result)
+    assert flat["bond_w1/C-C"] == 0 and 1.4 < flat["bond_median/C-C"] < 1.6 and 1.0 < flat["bond_median/C-H"] < 1.2
+    assert set(BOND_TYPES) == {k.split("/")[1] for k in flat if k.startswith("bond_w1/")}
+    table = markdown_table(result)
+    assert "| W1 (Å) vs toy/split test | 0.0000 |" in table and BOND_RULE in table
+    unreferenced = evaluate_molecules(molecules, None, routes=("edm",), fcd=False)
+    assert headline(unreferenced)["bond_w1/C-H"] is None and "W1" not in markdown_table(unreferenced)
+
+
+class TinyQM9:
+    """Stands in for load_qm9(): two molecules, one in the test split."""
+
+    smiles = ["O", "C"]
+
+    def split_indices(self, split):
+        return {"train": torch.tensor([0]), "test": torch.tensor([1])}
+
+    def molecule(self, i):
+        water = (torch.tensor([8, 1, 1]), torch.tensor([[0.0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]]))
+        methane = (torch.tensor([6, 1, 1, 1, 1]), torch.tensor([[0.0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63],
+                                                                [-0.63, 0.63, -0.63], [0.63, -0.63, -0.63]]))
+        return (water, methane)[i]
+
+
+def test_reference_bond_lengths_are_cached_and_the_first_build_says_so(tmp_path, monkeypatch, capsys):
+    import modalities.molecule.data.qm9 as qm9
+    import modalities.molecule.evaluate as evaluate
+    monkeypatch.setattr(qm9, "load_qm9", lambda cache_dir=None: TinyQM9())
+    lengths, used = evaluate.qm9_test_bond_lengths("edm", tmp_path)
+    assert "building a reference cache (first run only): bond lengths of the edm test split" in capsys.readouterr().err
+    assert used == 1 and sorted(lengths) == ["C-H"] and np.allclose(lengths["C-H"], 0.63 * np.sqrt(3))
+    assert len(list((tmp_path / "molecule_eval").glob("qm9_edm_test_bond_lengths_*.npz"))) == 1
+    monkeypatch.setattr(evaluate, "pooled_bond_lengths", lambda *a: pytest.fail("cache not used"))
+    cached, cached_used = evaluate.qm9_test_bond_lengths("edm", tmp_path)
+    assert cached_used == 1 and np.array_equal(cached["C-H"], lengths["C-H"])
+    assert "building" not in capsys.readouterr().err
+
+
+def test_command_line_reads_gzip_and_names_a_broken_archive(tmp_path, molecules, capsys):
+    write_xyz(tmp_path / "samples.xyz.gz", molecules)
+    assert main([str(tmp_path / "samples.xyz.gz"), "--reference", "none", "--no-fcd", "--routes", "edm",
+                 "--workers", "1"]) == 0
+    assert "| edm | 8 | none |" in capsys.readouterr().out
+    broken = tmp_path / "broken.sdf.gz"
+    broken.write_bytes(b"\x1f\x8b not really gzip")
+    assert main([str(broken), "--reference", "none"]) == 2
+    assert f"{broken}: not a readable gzip file" in capsys.readouterr().err

@@ -1,12 +1,14 @@
 """XYZ/SDF reading and writing: round trips, malformed files (one error naming file and line), bad molecules
 (a reason on the record, the rest read normally)."""
+import gzip
+
 import numpy as np
 import pytest
 import torch
 from rdkit import Chem
 
-from modalities.molecule.evaluation.files import (MoleculeFileError, MoleculeRecord, read_molecules, read_sdf, read_xyz,
-                                       write_sdf, write_xyz)
+from modalities.molecule.evaluation.files import (MoleculeFileError, MoleculeRecord, molecule_suffix, read_molecules,
+                                                  read_sdf, read_xyz, write_sdf, write_xyz)
 
 WATER = "3\nwater\nO 0.0 0.0 0.0\nH 0.9572 0.0 0.0\nH -0.2400 0.9266 0.0\n"
 METHANE = ("5\nmethane\nC 0 0 0\nH 0.629 0.629 0.629\nH -0.629 -0.629 0.629\nH -0.629 0.629 -0.629\n"
@@ -137,3 +139,41 @@ def test_read_molecules_folder_and_unknown_suffix(tmp_path):
         read_molecules(write(tmp_path, "x.pdb", "ATOM"))
     with pytest.raises(FileNotFoundError):
         read_molecules(tmp_path / "missing.xyz")
+
+
+def test_gzip_files_round_trip_and_are_read_by_suffix(tmp_path):
+    z = torch.tensor([8, 1, 1])
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.24, 0.9266, 0.0]])
+    write_xyz(tmp_path / "w.xyz.gz", [(z, x, "water")])
+    write_sdf(tmp_path / "w.sdf.gz", [(z, x, "water")])
+    assert (tmp_path / "w.xyz.gz").read_bytes()[:2] == b"\x1f\x8b"  # gzip magic: really compressed
+    for name in ("w.xyz.gz", "w.sdf.gz"):
+        records = read_molecules(tmp_path / name)
+        assert [r.name for r in records] == ["water"] and records[0].atomic_numbers.tolist() == [8, 1, 1]
+        torch.testing.assert_close(records[0].positions, x, atol=1e-4, rtol=0)
+    assert gzip.decompress((tmp_path / "w.xyz.gz").read_bytes()).decode() == (
+        "3\nwater\nO 0.000000 0.000000 0.000000\nH 0.957200 0.000000 0.000000\nH -0.240000 0.926600 0.000000\n")
+    first = (tmp_path / "w.xyz.gz").read_bytes()
+    write_xyz(tmp_path / "w.xyz.gz", [(z, x, "water")])
+    assert (tmp_path / "w.xyz.gz").read_bytes() == first  # no time stamp: same molecules, same bytes
+    assert molecule_suffix("a.SDF.GZ") == ".sdf" and molecule_suffix("a.txt.gz") is None
+    write(tmp_path, "plain.xyz", WATER)
+    assert [r.name for r in read_molecules(tmp_path)] == ["water", "water", "water"]  # folder: plain and .gz
+
+
+def test_malformed_gzip_and_errors_inside_gzip_name_the_file(tmp_path):
+    broken = tmp_path / "broken.xyz.gz"
+    broken.write_bytes(b"not gzip at all")
+    with pytest.raises(MoleculeFileError, match="not a readable gzip file") as error:
+        read_molecules(broken)
+    assert str(broken) in str(error.value)
+    truncated = tmp_path / "truncated.sdf.gz"
+    truncated.write_bytes(gzip.compress((molblock("CCO") + "$$$$\n").encode())[:40])
+    with pytest.raises(MoleculeFileError, match="not a readable gzip file") as error:
+        read_molecules(truncated)
+    assert str(truncated) in str(error.value)
+    inside = tmp_path / "bad.xyz.gz"
+    inside.write_bytes(gzip.compress(b"2\nbad coordinate\nO 0 0 0\nH 0.96 zero 0\n"))
+    with pytest.raises(MoleculeFileError, match="is not a number") as error:
+        read_molecules(inside)
+    assert f"{inside}:4:" in str(error.value)

@@ -120,3 +120,18 @@ def test_reconstruction_loss_rejects_bad_options():
         _loss(coordinate_frame="kabsch")
     with pytest.raises(ValueError, match="short_distance_cutoff"):
         _loss(short_distance_cutoff=0.0)
+
+
+def test_permutation_frame_forgives_swapped_equal_atoms_in_every_term():
+    """Two hydrogens decoded in swapped order: zero loss under the permutation frame (coordinates and both
+    distance terms), but not under the plain aligned frame."""
+    torch.manual_seed(0)
+    positions = torch.randn(1, 5, 3)
+    elements = torch.tensor([[1, 0, 0, 2, 3]])
+    logits = 1e4 * torch.nn.functional.one_hot(elements, 4).float()
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    swapped = positions[:, [0, 2, 1, 3, 4]] @ o3.rand_matrix().T
+    loss, parts = _loss(coordinate_frame="permutation")(logits, swapped, elements, positions, mask)
+    assert float(loss) < 1e-8, parts
+    loss, _ = _loss(coordinate_frame="aligned")(logits, swapped, elements, positions, mask)
+    assert float(loss) > 1e-3

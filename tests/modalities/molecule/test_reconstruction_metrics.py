@@ -7,7 +7,8 @@ from rdkit.Chem import AllChem
 
 from modalities.molecule.evaluation.metrics import ReconstructionMetrics
 from modalities.molecule.evaluation.reconstruction_metrics import (atom_type_accuracy, kabsch_align, kabsch_rmsd,
-                                                        reconstruction_match)
+                                                                   match_verdicts, reconstruction_match,
+                                                                   reconstruction_match_rates)
 
 
 def random_rotations(b: int, generator: torch.Generator) -> torch.Tensor:
@@ -124,4 +125,28 @@ def test_reconstruction_metric_accumulates():
     assert out["atom_type_accuracy"] == pytest.approx((2 * n - 1) / (2 * n))
     assert out["molecule_type_accuracy"] == 0.5
     assert out["coordinate_rmsd"] < 1e-5
-    assert out["match_rate"] == 0.5 and out["match_comparable"] == 2
+    # molecule 1 has a wrong atom type: a different molecule under both protocols
+    for protocol in ("inchi_openbabel", "edm_smiles"):
+        assert out[f"match_rate_{protocol}"] == 0.5 and out[f"match_comparable_{protocol}"] == 2
+
+
+def test_match_verdicts_name_both_protocols_and_differ_on_a_stretched_bond():
+    z, x = embedded("CC(C)=O")
+    assert match_verdicts(z, x, z, x) == {"inchi_openbabel": True, "edm_smiles": True}
+    # C=O stretched 5 %: 1.22 -> 1.28 Å, past EDM's double-bond cutoff (1.25 Å); same connectivity
+    assert match_verdicts(z, 1.05 * x, z, x) == {"inchi_openbabel": True, "edm_smiles": False}
+
+
+def test_reconstruction_match_rates_per_molecule_with_nan_for_invalid_targets():
+    z, x = embedded("CCO")
+    nan = x.copy()
+    nan[0] = np.nan
+    order = np.random.default_rng(0).permutation(len(z))
+    predicted = [(torch.from_numpy(z[order]), torch.from_numpy(x[order]).float()), (z, x), (z, x)]
+    targets = [(z, x), (z, nan), (*embedded("COC"),)]
+    rates = reconstruction_match_rates(predicted, targets)
+    assert sorted(rates) == ["match_rate_edm_smiles", "match_rate_inchi_openbabel"]
+    for values in rates.values():
+        assert values[0] == 1 and torch.isnan(values[1]) and values[2] == 0
+    with pytest.raises(ValueError, match="2 predictions for 3 targets"):
+        reconstruction_match_rates(predicted[:2], targets)
