@@ -36,7 +36,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 # name -> (what it is, overrides of the default `python -m core.train modality=molecule`)
 DESIGNS: dict[str, tuple[str, list[str]]] = {
-    "frame": ("e3nn tokens in the molecule's frame: scalars + vectors + centred position (default)", []),
+    "frame": ("e3nn frame tokens: coordinate token + zero-started map of every irrep of the last layer "
+              "(default)", []),
     "coordinates": ("coordinates as token features (ADiT)", ["modality/embedder=coordinates"]),
     "invariant_aligned": ("e3nn invariant tokens, Kabsch-aligned loss (the platform before this change)",
                           ["modality.embedder.tokens=invariant", "modality.loss.coordinate_frame=aligned"]),
@@ -158,6 +159,23 @@ def _evaluate_design_job(args) -> list[dict]:
     return evaluate_design(*args)
 
 
+def read_rows(path: Path) -> list[dict]:
+    """curve.csv back into rows: numbers as numbers, empty cells left out."""
+    rows = []
+    with open(path, newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row = {}
+            for key, value in raw.items():
+                if value == "":
+                    continue
+                try:
+                    row[key] = int(value) if key == "step" else float(value)
+                except ValueError:
+                    row[key] = value
+            rows.append(row)
+    return rows
+
+
 def markdown_table(rows: list[dict], designs: list[tuple[str, str, list[str]]]) -> str:
     last = {}
     for row in rows:
@@ -190,6 +208,8 @@ def markdown_table(rows: list[dict], designs: list[tuple[str, str, list[str]]]) 
 
 
 def _cell(value) -> str:
+    if value is None:
+        return "–"
     if isinstance(value, float):
         if math.isnan(value):
             return "–"
@@ -253,6 +273,8 @@ def main() -> None:
     parser.add_argument("--name", default="molecule_curve")
     parser.add_argument("--results-dir", default=str(RESULTS), help="parent folder of the results")
     parser.add_argument("--work-dir", default=None, help="where runs go (default: a temporary folder)")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the other designs already in the results folder (one table across invocations)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides shared by every design")
     args = parser.parse_args()
     designs = [parse_design(text) for text in args.designs]
@@ -276,16 +298,28 @@ def main() -> None:
         rows = [row for design_rows in per_design for row in design_rows]
     out_dir = Path(args.results_dir) / args.name
     out_dir.mkdir(parents=True, exist_ok=True)
+    invocations = [record]
+    if args.append and (out_dir / "curve.csv").exists():
+        names = {name for name, _, _ in designs}
+        earlier = json.loads((out_dir / "run.json").read_text())
+        invocations = earlier["invocations"] + invocations
+        kept = [row for row in read_rows(out_dir / "curve.csv") if row["design"] not in names]
+        rows = kept + rows
+        known = {name: (spec["description"], spec["overrides"]) for invocation in invocations
+                 for name, spec in invocation["designs"].items()}
+        designs = [(name, *known[name]) for name in dict.fromkeys(row["design"] for row in rows)]
     keys = ["design", "minutes", "step"] + sorted({k for r in rows for k in r} - {"design", "minutes", "step"})
     with open(out_dir / "curve.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
     table = markdown_table(rows, designs)
-    (out_dir / "table.md").write_text(f"# {args.name}: {args.minutes:g} training minutes per design, "
-                                      f"1 thread each, {args.parallel} at a time\n\n{table}\n")
-    record["plots"] = plot_curves(rows, out_dir)
-    (out_dir / "run.json").write_text(json.dumps(record, indent=2))
+    (out_dir / "table.md").write_text(f"# {args.name}: the last checkpoint of each design\n\nTraining CPU minutes "
+                                      "at one thread each (run.json: machine, load, budgets of each invocation). "
+                                      f"Reconstruction: first {args.reconstruct} test molecules (EDM split); generation: "
+                                      f"{args.generate} molecules, default sampler.\n\n{table}\n")
+    plots = plot_curves(rows, out_dir)
+    (out_dir / "run.json").write_text(json.dumps({"plots": plots, "invocations": invocations}, indent=2))
     print(table)
 
 
