@@ -78,8 +78,8 @@ class PointDecoder(nn.Module):
         self.trunk = DecoderTrunk(latent_channels, depth, width, heads, mlp_ratio=2.0, qk_norm=True, rope_axes=0)
         self.head = nn.Linear(width, 2)
 
-    def forward(self, z: torch.Tensor, layout: LatentLayout, hidden_mask_positions=None) -> torch.Tensor:
-        return self.head(self.trunk(z, layout, hidden_mask_positions))
+    def forward(self, z: torch.Tensor, layout: LatentLayout) -> torch.Tensor:
+        return self.head(self.trunk(z, layout))
 
 
 class PointSetModality:

@@ -5,9 +5,9 @@ import torch
 from e3nn import o3
 from torch_geometric.data import Batch, Data
 
-from core.generative_encoder import GenerativeEncoder
 from modalities.molecule.model.equivariant_embedder import EquivariantAtomEmbedder
 from modalities.molecule.model.graph import molecule_edges
+from small_models import small_ge
 
 # (R)-CHFClBr-like chiral centre with QM9 elements: C bonded to H, F, O, N at a tetrahedron, distorted so
 # that no mirror plane exists.
@@ -21,10 +21,7 @@ def build(seed=0):
     embedder = EquivariantAtomEmbedder(width=32, num_elements=5, hidden_irreps="8x0e + 4x0o + 4x1o + 4x1e",
                                        num_layers=3, sh_lmax=2, num_radial=8, radial_cutoff=6.0, graph_cutoff=None,
                                        average_neighbours=4.0, atom_count_histogram=torch.tensor([0, 0, 1, 1, 1, 1]))
-    ge = GenerativeEncoder(depth=2, width=32, heads=4, mlp_ratio=2.0, qk_norm=True, latent_channels=4,
-                           num_classes=0, class_dropout=0.0, in_context_tokens=0, in_context_start=0, rope_axes=0,
-                           tokenize_t_max=0.01, latent_norm_affine=True, final_layer_init_std=0.0,
-                           gradient_checkpointing=False)
+    ge = small_ge(depth=2, latent_channels=4, num_classes=0, class_dropout=0.0)
     for p in ge.parameters():
         torch.nn.init.normal_(p, std=0.2)
     return embedder.eval(), ge.eval()
