@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from core.build import ConfigError, build_modality, build_recipe
-from core.generative_encoder import GenerativeEncoder
 from core.modality import Modality
 from modalities.image.datasets import ImageBatch
 from modalities.image.decoder import ImageDecoder
 from modalities.image.embedder import PatchEmbedder
+from small_models import small_ge
 
 
 def tiny_overrides(tmp_path, cifar_root, fid: bool) -> list[str]:
@@ -20,7 +20,7 @@ def tiny_overrides(tmp_path, cifar_root, fid: bool) -> list[str]:
             "modality.evaluation.rfid_images=4", "modality.evaluation.fid_reference_images=8",
             "modality.decoder.depth=1", "modality.decoder.width=64", "modality.evaluation.grid_images=4",
             f"trainer.out_dir={tmp_path / 'run'}", "trainer.device=cpu", "trainer.max_steps=6",
-            "trainer.batch_size=8", "trainer.log_every=3", "trainer.warmup_steps=2", "trainer.checkpoint_every=100",
+            "trainer.batch_size=8", "trainer.log_every=3", "trainer.lr_schedule.warmup=2", "trainer.checkpoint_every=100",
             "trainer.eval_batches=1", "trainer.eval_batch_size=8", "sampler.num_samples=4", "sampler.batch_size=4",
             "sampler.num_steps=3", "model.depth=2", "model.width=64"]
 
@@ -45,12 +45,9 @@ def test_latent_and_patch_tokens_share_grid_coordinates():
 
 def test_tokenize_decode_shapes_with_2d_rope():
     embedder = PatchEmbedder(width=32, image_size=16, patch_size=4, channels=3, learned_slots=True)
-    ge = GenerativeEncoder(depth=2, width=32, heads=2, mlp_ratio=2.0, qk_norm=True, latent_channels=6, num_classes=3,
-                           class_dropout=0.1, in_context_tokens=0, in_context_start=0, rope_axes=2,
-                           tokenize_t_max=0.01, latent_norm_affine=True, final_layer_init_std=0.0,
-                           gradient_checkpointing=False)
-    decoder = ImageDecoder(latent_channels=6, image_size=16, patch_size=4, channels=3, depth=1, width=32, heads=2,
-                           mlp_ratio=2.0)
+    ge = small_ge(depth=2, heads=2, num_classes=3, rope_axes=2)
+    decoder = ImageDecoder(latent_channels=6, image_size=16, patch_size=4, channels=3, architecture="rope", depth=1,
+                           width=32, heads=2, mlp_ratio=2.0, latent_width=None, head="linear", conv_head_features=8)
     observation = embedder(random_batch())
     z = ge.tokenize(observation)
     assert z.shape == (2, 16, 6)
