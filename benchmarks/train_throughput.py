@@ -40,7 +40,8 @@ def main() -> None:
     recipe = build_recipe(cfg, modality).to(device)
     ema = EMA(recipe, cfg.trainer.ema_decay)
     tc = cfg.trainer
-    optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum)
+    optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum,
+                                tc.muon_split)
     loader = torch.utils.data.DataLoader(dataset, batch_size=tc.batch_size, shuffle=True, drop_last=True,
                                          collate_fn=modality.collate, num_workers=tc.num_workers)
     batches = iter(loader)
