@@ -63,7 +63,7 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
         matrices = [p for n, p in trainable if muon_eligible(n, p, muon_split)]
         rest = [p for n, p in trainable if not muon_eligible(n, p, muon_split)]
         muon = torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay, momentum=muon_momentum,
-                                nesterov=True, ns_steps=5, adjust_lr_fn="match_rms_adamw")
+                                nesterov=True, ns_steps=5, eps=eps, adjust_lr_fn="match_rms_adamw")
         adamw = torch.optim.AdamW(rest, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         return OptimizerSet([muon, adamw])
     raise ValueError(f"trainer.optimizer={name!r}: choose 'adamw' or 'muon'")

@@ -128,6 +128,11 @@ class ImageDecoder(nn.Module):
             raise ValueError("the image decoder needs grid positions in the latent layout (layout.positions)")
         h = self.trunk(z, layout)  # [B, N, D]
         if self.head == "conv":
-            return self.pixel_head(h, self.image_size).float()
+            return at_least_float32(self.pixel_head(h, self.image_size))
         patches = self.pixel_head(h)  # [B, N, p*p*C]
-        return unpatchify(patches.float(), self.patch_size, self.image_size, self.image_size, self.channels)
+        return unpatchify(at_least_float32(patches), self.patch_size, self.image_size, self.image_size, self.channels)
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """bf16 (autocast) -> float32 for the loss; a float64 model keeps float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
