@@ -12,6 +12,7 @@ import argparse
 import json
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,8 +33,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["trainer.out_dir=/tmp/unused", *args.overrides])
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"), \
+            tempfile.TemporaryDirectory() as out_dir:  # the config needs an out_dir; nothing is written there
+        cfg = compose("train", overrides=[f"trainer.out_dir={out_dir}", *args.overrides])
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.device != "cpu" else "cpu")
     modality = build_modality(cfg)
     dataset = modality.dataset("train")

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from core.modality import LatentLayout
 from modalities.image.datasets import (ImageBatch, LabelledImages, build_dataset, cache_root, check_data_root,
-                                       collate_images, to_uint8)
+                                       collate_images, resolve_dataset_kind, to_uint8)
 from modalities.image.decoder import ImageDecoder
 from modalities.image.embedder import PatchEmbedder
 from modalities.image.losses import ImageReconstructionLoss
@@ -64,7 +64,9 @@ class ImageModality:
             raise ValueError(f"modality.name must be 'image' for ImageModality, got {name!r}")
         patch_grid(image_size, patch_size)  # fail now, naming the keys, not inside a forward pass
         check_data_root(dataset, data_root, split_folders)
-        self.dataset_kind, self.data_root, self.cache_dir = dataset, data_root, cache_dir
+        # the source actually read (cifar10 -> the JPEG copy or torchvision's download), as reports name it
+        self.dataset_kind = resolve_dataset_kind(dataset, data_root)
+        self.data_root, self.cache_dir = data_root, cache_dir
         self.split_folders = dict(split_folders)
         self.image_size, self.patch_size, self.channels = image_size, patch_size, channels
         self.class_conditional = class_conditional

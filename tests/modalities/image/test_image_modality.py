@@ -63,9 +63,9 @@ def test_tokenize_decode_shapes_with_2d_rope():
 
 def test_bad_config_values_name_the_key(compose_config):
     with pytest.raises(ConfigError, match=r"modality.image_size=30 is not divisible by modality.patch_size=8"):
-        build_modality(compose_config(["modality=image", "modality.image_size=30", "trainer.out_dir=/tmp/unused"]))
+        build_modality(compose_config(["modality=image", "modality.image_size=30", "trainer.out_dir=unused"]))
     with pytest.raises(ConfigError, match=r"modality.evaluation: .*unexpected keyword argument 'fdi'"):
-        build_modality(compose_config(["modality=image", "+modality.evaluation.fdi=true", "trainer.out_dir=/tmp/unused"]))
+        build_modality(compose_config(["modality=image", "+modality.evaluation.fdi=true", "trainer.out_dir=unused"]))
 
 
 def test_metrics_and_sample_files(tmp_path, cifar_root, compose_config):
