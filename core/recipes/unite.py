@@ -51,10 +51,11 @@ class JointDraws:
     def from_samples(cls, rows: list["JointDraws"], mask: torch.Tensor) -> "JointDraws":
         """Stack per-sample draws (batch 1, real tokens only) into a batch; padded token slots hold zeros."""
         merged = {}
+        every_slot_real = bool(mask.all())  # images: no padding to scatter around
         for field in fields(cls):
             parts = [getattr(row, field.name) for row in rows]
             batch_axis = parts[0].dim() - (3 if field.name in cls.TOKEN_FIELDS else 1)
-            if field.name not in cls.TOKEN_FIELDS:
+            if field.name not in cls.TOKEN_FIELDS or every_slot_real:
                 merged[field.name] = torch.cat(parts, dim=batch_axis)
                 continue
             shape = list(parts[0].shape)
