@@ -17,6 +17,7 @@ BENCHMARKS = {
     "train_throughput": "training steps per second of a config (--steps, Hydra overrides)",
     "guidance_sweep": "generate and evaluate a checkpoint's samples at several CFG scales",
     "image_run_report": "an image run's figures, sample grids and a reconstruction grid into results/",
+    "image_probe_figures": "short image runs: speed, L1, PSNR, patch seam ratio, grids from raw weights",
     "official_parity": "build tests/fixtures/official_parity.pt from a checkout of the official UNITE code",
 }
 
