@@ -129,9 +129,9 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     modality = build_modality(cfg)
     train_set = modality.dataset("train")
     micro_batch = tc.batch_size // (world.size * tc.grad_accum)
-    if micro_batch < 1:
-        raise ValueError(f"trainer.batch_size={tc.batch_size} is smaller than {world.size} processes x "
-                         f"trainer.grad_accum={tc.grad_accum}")
+    if micro_batch < 1 or tc.batch_size % (world.size * tc.grad_accum):
+        raise ValueError(f"trainer.batch_size={tc.batch_size} (the global batch) does not split into {world.size} "
+                         f"processes x trainer.grad_accum={tc.grad_accum} equal micro-batches")
     epoch_steps = steps_per_epoch(len(train_set), world.size, micro_batch, tc.grad_accum)
     if epoch_steps < 1:
         raise ValueError(f"the training split has {len(train_set)} items, fewer than one step of "
