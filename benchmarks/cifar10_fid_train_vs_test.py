@@ -27,7 +27,6 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from modalities.image.datasets import build_dataset, collate_images, to_uint8
 from modalities.image.fid import InceptionFeatures, fid_metric, frechet_distance_numpy
 
-DEFAULT_ARCHIVE = "/work/shared/data/cifar10-jpeg/cifar10_jpg.tgz"
 
 
 def split_images(split: str, count: int, archive: str, cache_dir: str | None) -> DataLoader:
@@ -82,11 +81,15 @@ def run(images: int, archive: str, cache_dir: str | None, out: Path, features_ou
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=5000, help="images per split")
-    parser.add_argument("--archive", default=os.environ.get("UNITE_CIFAR10_JPEG", DEFAULT_ARCHIVE))
+    parser.add_argument("--archive", default=os.environ.get("UNITE_CIFAR10_JPEG"),
+                        help="the offline CIFAR-10 JPEG archive (default: $UNITE_CIFAR10_JPEG)")
     parser.add_argument("--cache-dir", default=None, help="null = $UNITE_CACHE or ~/.cache/unite")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cifar10_fid_train_vs_test.json"))
     parser.add_argument("--features-out", type=Path, default=None, help="optional .npz of both feature sets")
     args = parser.parse_args()
+    if args.archive is None:
+        parser.error("give the offline CIFAR-10 JPEG archive: --archive /path/to/cifar10_jpg.tgz or "
+                     "UNITE_CIFAR10_JPEG=/path/to/cifar10_jpg.tgz")
     print(json.dumps(run(args.images, args.archive, args.cache_dir, args.out, args.features_out), indent=2))
 
 

@@ -47,8 +47,9 @@ def one_run(std: float, seed: int, steps: int, overrides: list[str]) -> dict:
 def mean_image_l1(overrides: list[str], images: int = 5000) -> float:
     """Mean |x - mean image| over a fixed subset of the training images, [-1, 1] scale."""
     from core.build import build_modality
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, "trainer.out_dir=/tmp/unused"])
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"), \
+            tempfile.TemporaryDirectory() as out_dir:  # the config needs an out_dir; nothing is written there
+        cfg = compose("train", overrides=[*overrides, f"trainer.out_dir={out_dir}"])
     dataset = build_modality(cfg).dataset("train")
     x = torch.stack([dataset[i][0] for i in range(min(images, len(dataset)))]).float() / 127.5 - 1
     return float((x - x.mean(0)).abs().mean())

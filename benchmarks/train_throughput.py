@@ -12,6 +12,7 @@ import argparse
 import json
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,15 +33,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["trainer.out_dir=/tmp/unused", *args.overrides])
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"), \
+            tempfile.TemporaryDirectory() as out_dir:  # the config needs an out_dir; nothing is written there
+        cfg = compose("train", overrides=[f"trainer.out_dir={out_dir}", *args.overrides])
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.device != "cpu" else "cpu")
     modality = build_modality(cfg)
     dataset = modality.dataset("train")
     recipe = build_recipe(cfg, modality).to(device)
     ema = EMA(recipe, cfg.trainer.ema_decay)
     tc = cfg.trainer
-    optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum)
+    optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum,
+                                tc.muon_split)
     loader = torch.utils.data.DataLoader(dataset, batch_size=tc.batch_size, shuffle=True, drop_last=True,
                                          collate_fn=modality.collate, num_workers=tc.num_workers)
     batches = iter(loader)

@@ -1,6 +1,7 @@
 """torchrun / DDP set-up; a plain `python -m core.train` is a world of one."""
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -46,3 +47,16 @@ def all_reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
         dist.all_reduce(value)
         value /= world.size
     return value
+
+
+@torch.no_grad()
+def ranks_agree(modules: list[torch.nn.Module], world: World) -> bool:
+    """True when every process holds bit-identical parameters and buffers (DDP keeps them so: same
+    initial weights, all-reduced gradients, deterministic optimiser steps).
+
+    Compares a float64 (sum, sum of squares) per tensor across processes, gathered to every rank."""
+    tensors = [t for module in modules for t in itertools.chain(module.parameters(), module.buffers())]
+    fingerprint = torch.stack([torch.stack([t.double().sum(), t.double().square().sum()]) for t in tensors])
+    gathered = [torch.empty_like(fingerprint) for _ in range(world.size)]
+    dist.all_gather(gathered, fingerprint)
+    return all(torch.equal(gathered[0], other) for other in gathered[1:])

@@ -6,6 +6,9 @@
 
 Both end in the same LayerNorm over channels, so clean latents, denoised predictions and every sampler
 state live on one normalised scale. Sizes (depth/width/heads) are names in configs/model/.
+
+Official-UNITE switches (configs/model/*.yaml): block_norm, norm_scale, time_embedding=fourier,
+rope_positions=sequence (1-D RoPE over the token index: latents 0..N_lat-1, then observation tokens).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from core.layers import (FinalLayer, LabelEmbedder, TimestepEmbedder, TransformerBlock,
+from core.layers import (FinalLayer, FourierTimestepEmbedder, LabelEmbedder, TimestepEmbedder, TransformerBlock,
                          key_padding_to_attention_mask, xavier_init_linear)
 from core.modality import LatentLayout, Observation
 from core.rope import RotaryEmbedding
@@ -23,12 +26,20 @@ class GenerativeEncoder(nn.Module):
     def __init__(self, depth: int, width: int, heads: int, mlp_ratio: float, qk_norm: bool,
                  latent_channels: int, num_classes: int, class_dropout: float, in_context_tokens: int,
                  in_context_start: int, rope_axes: int, tokenize_t_max: float, latent_norm_affine: bool,
-                 final_layer_init_std: float, gradient_checkpointing: bool):
+                 final_layer_init_std: float, gradient_checkpointing: bool, block_norm: bool, norm_scale: bool,
+                 time_embedding: str, rope_positions: str):
         super().__init__()
         if latent_channels <= 0:
             raise ValueError(f"model.latent_channels must be > 0, got {latent_channels}")
         if in_context_tokens and not 0 <= in_context_start < depth:
             raise ValueError(f"model.in_context_start={in_context_start} must lie in [0, depth={depth})")
+        if time_embedding not in ("sinusoidal", "fourier"):
+            raise ValueError(f"model.time_embedding={time_embedding!r}: choose 'sinusoidal' or 'fourier'")
+        if rope_positions not in ("grid", "sequence"):
+            raise ValueError(f"model.rope_positions={rope_positions!r}: choose 'grid' or 'sequence'")
+        if rope_positions == "sequence" and not rope_axes:
+            raise ValueError("model.rope_positions=sequence numbers tokens by their index, but this modality's "
+                             "tokens are a set (rope_axes=0) with no order; use model.rope_positions=grid")
         self.width = width
         self.latent_channels = latent_channels
         self.tokenize_t_max = tokenize_t_max
@@ -38,14 +49,17 @@ class GenerativeEncoder(nn.Module):
         if final_layer_init_std < 0:
             raise ValueError(f"model.final_layer_init_std must be >= 0, got {final_layer_init_std}")
         self.final_layer_init_std = final_layer_init_std
+        self.rope_positions = rope_positions
 
         self.latent_in = nn.Linear(latent_channels, width)
-        self.t_embedder = TimestepEmbedder(width)
+        self.t_embedder = FourierTimestepEmbedder(width) if time_embedding == "fourier" else TimestepEmbedder(width)
         self.y_embedder = LabelEmbedder(num_classes, width, class_dropout)
-        self.rotary = RotaryEmbedding(width // heads, rope_axes) if rope_axes else None
+        rotary_axes = 1 if rope_positions == "sequence" else rope_axes
+        self.rotary = RotaryEmbedding(width // heads, rotary_axes) if rope_axes else None
         self.blocks = nn.ModuleList(
-            TransformerBlock(width, heads, mlp_ratio, qk_norm, conditioned=True) for _ in range(depth))
-        self.final_layer = FinalLayer(width, latent_channels)
+            TransformerBlock(width, heads, mlp_ratio, qk_norm, conditioned=True, norm_scale=norm_scale,
+                             residual_norm=block_norm) for _ in range(depth))
+        self.final_layer = FinalLayer(width, latent_channels, norm_scale=norm_scale)
         self.latent_norm = nn.LayerNorm(latent_channels, elementwise_affine=latent_norm_affine)
         if in_context_tokens:
             self.in_context_pos = nn.Parameter(torch.zeros(1, in_context_tokens, width))
@@ -69,25 +83,31 @@ class GenerativeEncoder(nn.Module):
         nn.init.zeros_(self.final_layer.linear.bias)
 
     # ------------------------------------------------------------------ the two passes
-    def tokenize(self, observation: Observation, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pass 1.  Returns z [B, N_lat, C] (LayerNorm'd; padded slots hold values the loss ignores)."""
+    def tokenize(self, observation: Observation, noise: torch.Tensor | None = None,
+                 t: torch.Tensor | None = None) -> torch.Tensor:
+        """Pass 1.  Returns z [B, N_lat, C] (LayerNorm'd; padded slots hold values the loss ignores).
+
+        noise [B, N_lat, C] ~ N(0, I) and t [B] ~ U(0, tokenize_t_max) are drawn here unless given."""
         layout = observation.layout
         b, n = layout.mask.shape
         device = layout.mask.device
-        noise = torch.randn(b, n, self.latent_channels, device=device, generator=generator,
-                            dtype=observation.tokens.dtype)
-        t = self.tokenize_t_max * torch.rand(b, device=device, generator=generator)
+        if noise is None:
+            noise = torch.randn(b, n, self.latent_channels, device=device, dtype=observation.tokens.dtype)
+        if t is None:
+            t = self.tokenize_t_max * torch.rand(b, device=device)
         return self(noise, t, None, layout, observation, force_null_class=True)
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
-                layout: LatentLayout, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Pass 2.  x_t: [B, N_lat, C], t: [B] -> predicted clean latent x1_hat [B, N_lat, C]."""
-        return self(x_t, t, labels, layout, None, force_null_class=False, generator=generator)
+                layout: LatentLayout, class_drop: torch.Tensor | None = None) -> torch.Tensor:
+        """Pass 2.  x_t: [B, N_lat, C], t: [B] -> predicted clean latent x1_hat [B, N_lat, C].
+
+        class_drop [B] bool: labels replaced by the null class in training (drawn by the embedder if None)."""
+        return self(x_t, t, labels, layout, None, force_null_class=False, class_drop=class_drop)
 
     # ------------------------------------------------------------------ shared trunk
     def forward(self, latent_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
                 layout: LatentLayout, observation: Observation | None, force_null_class: bool,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                class_drop: torch.Tensor | None = None) -> torch.Tensor:
         b, n_lat, _ = latent_input.shape
         x = self.latent_in(latent_input)  # [B, N_lat, D]
         if layout.slots is not None:
@@ -100,10 +120,12 @@ class GenerativeEncoder(nn.Module):
             token_mask = torch.cat([token_mask, observation.mask], dim=1)
             if positions is not None:
                 positions = torch.cat([positions, observation.positions], dim=1)
+        if self.rotary is not None and self.rope_positions == "sequence":
+            positions = torch.arange(x.shape[1], device=x.device, dtype=torch.float32).view(1, -1, 1).expand(b, -1, 1)
         if self.rotary is not None and positions is None:
             raise ValueError("this GE uses rotary embedding (rope_axes > 0) but the modality gave no token positions")
 
-        y = self.y_embedder(labels, b, x.device, force_null=force_null_class, generator=generator)  # [B, D]
+        y = self.y_embedder(labels, b, x.device, force_null=force_null_class, drop=class_drop)  # [B, D]
         c = self.t_embedder(t) + y
         rotary = self.rotary(positions) if self.rotary is not None else None
         attention_mask = key_padding_to_attention_mask(token_mask)
@@ -136,26 +158,22 @@ class GenerativeEncoder(nn.Module):
 class DecoderTrunk(nn.Module):
     """Latent tokens -> hidden states for a modality's output head.
 
-    Linear C -> D, then unconditioned pre-norm transformer blocks. `hidden_mask_positions` (l-DeTok)
-    replaces masked latent positions by a learned mask token before the blocks.
+    Linear C -> D, then unconditioned pre-norm transformer blocks (RMSNorm, SwiGLU, QK-norm, RoPE over
+    the layout's positions when rope_axes > 0), then a final RMSNorm.
     """
 
     def __init__(self, latent_channels: int, depth: int, width: int, heads: int, mlp_ratio: float,
                  qk_norm: bool, rope_axes: int):
         super().__init__()
         self.latent_in = nn.Linear(latent_channels, width)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.rotary = RotaryEmbedding(width // heads, rope_axes) if rope_axes else None
         self.blocks = nn.ModuleList(
             TransformerBlock(width, heads, mlp_ratio, qk_norm, conditioned=False) for _ in range(depth))
         self.norm = nn.RMSNorm(width, eps=1e-6)
         self.width = width
 
-    def forward(self, z: torch.Tensor, layout: LatentLayout,
-                hidden_mask_positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, layout: LatentLayout) -> torch.Tensor:
         x = self.latent_in(z)  # [B, N, D]
-        if hidden_mask_positions is not None:
-            x = torch.where(hidden_mask_positions.unsqueeze(-1), self.mask_token.to(x.dtype), x)
         rotary = self.rotary(layout.positions) if self.rotary is not None else None
         attention_mask = key_padding_to_attention_mask(layout.mask)
         for block in self.blocks:

@@ -1,7 +1,9 @@
 """Transformer building blocks shared by the Generative Encoder and the decoders.
 
 DiT-style blocks with adaLN-zero modulation, RMSNorm, SwiGLU MLP, QK-norm, optional rotary position
-embedding, and key-padding masks through `scaled_dot_product_attention`.
+embedding, and key-padding masks through `scaled_dot_product_attention`. Two switches give the official
+UNITE block: `norm_scale` (the RMSNorms before modulation carry a learnable scale) and `residual_norm`
+(an RMSNorm of the residual stream ends every block, so no block is the identity at init).
 Shapes: B batch, N tokens, D width, H heads.
 """
 from __future__ import annotations
@@ -68,34 +70,42 @@ class Attention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm block; with `conditioned`, adaLN-zero modulation from a vector c [B, D] (DiT)."""
+    """Pre-norm block; with `conditioned`, adaLN-zero modulation from a vector c [B, D] (DiT).
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, qk_norm: bool, conditioned: bool):
+    norm_scale: the pre-attention/pre-MLP RMSNorms of a conditioned block carry a learnable scale
+    (unconditioned blocks always do).  residual_norm: RMSNorm (with scale) of the block's output."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, qk_norm: bool, conditioned: bool,
+                 norm_scale: bool = False, residual_norm: bool = False):
         super().__init__()
-        self.norm1 = nn.RMSNorm(width, eps=1e-6, elementwise_affine=not conditioned)
+        affine = norm_scale or not conditioned
+        self.norm1 = nn.RMSNorm(width, eps=1e-6, elementwise_affine=affine)
         self.attn = Attention(width, heads, qk_norm)
-        self.norm2 = nn.RMSNorm(width, eps=1e-6, elementwise_affine=not conditioned)
+        self.norm2 = nn.RMSNorm(width, eps=1e-6, elementwise_affine=affine)
         self.mlp = SwiGLU(width, mlp_ratio)
         self.conditioned = conditioned
         if conditioned:
             self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        self.norm3 = nn.RMSNorm(width, eps=1e-6) if residual_norm else None
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None, attention_mask: torch.Tensor | None,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         if not self.conditioned:
             x = x + self.attn(self.norm1(x), attention_mask, rotary)
-            return x + self.mlp(self.norm2(x))
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
-        x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1), attention_mask, rotary)
-        return x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
+            x = x + self.mlp(self.norm2(x))
+        else:
+            shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
+            x = x + gate1.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift1, scale1), attention_mask, rotary)
+            x = x + gate2.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x if self.norm3 is None else self.norm3(x)
 
 
 class FinalLayer(nn.Module):
-    """adaLN-modulated RMSNorm then a linear head to `out_channels`."""
+    """adaLN-modulated RMSNorm (learnable scale with `norm_scale`) then a linear head to `out_channels`."""
 
-    def __init__(self, width: int, out_channels: int):
+    def __init__(self, width: int, out_channels: int, norm_scale: bool = False):
         super().__init__()
-        self.norm = nn.RMSNorm(width, eps=1e-6, elementwise_affine=False)
+        self.norm = nn.RMSNorm(width, eps=1e-6, elementwise_affine=norm_scale)
         self.linear = nn.Linear(width, out_channels)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
 
@@ -105,7 +115,10 @@ class FinalLayer(nn.Module):
 
 
 class TimestepEmbedder(nn.Module):
-    """Sinusoidal features of t in [0, 1] (scaled by 1000, as in DiT) followed by an MLP."""
+    """Sinusoidal features of t in [0, 1] (scaled by 1000, as in DiT) followed by an MLP.
+
+    At the scale of the tokenize pass (t ~ U(0, 0.01)) these features already turn: cos(feature(0),
+    feature(0.01)) = 0.68, so pass 1 sees a noisy condition. FourierTimestepEmbedder is the official form."""
 
     def __init__(self, width: int, frequency_channels: int = 256):
         super().__init__()
@@ -117,6 +130,23 @@ class TimestepEmbedder(nn.Module):
         freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
         args = 1000 * t.float()[:, None] * freqs[None]
         return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1).to(self.mlp[0].weight.dtype))
+
+
+class FourierTimestepEmbedder(nn.Module):
+    """Gaussian Fourier features [sin, cos](2 pi t w), fixed w ~ N(0, scale^2), followed by an MLP
+    (official UNITE).  With scale 1, features at t = 0 and t = 0.01 have cosine 0.998.
+
+    w is a persistent buffer: it is drawn once at construction and travels in checkpoints."""
+
+    def __init__(self, width: int, frequency_channels: int = 256, scale: float = 1.0):
+        super().__init__()
+        self.register_buffer("frequencies", scale * torch.randn(frequency_channels))
+        self.mlp = nn.Sequential(nn.Linear(2 * frequency_channels, width), nn.SiLU(), nn.Linear(width, width))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * t.to(self.frequencies.dtype)[:, None] * self.frequencies[None]  # [B, F]
+        features = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
 class LabelEmbedder(nn.Module):
@@ -136,11 +166,13 @@ class LabelEmbedder(nn.Module):
         return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
 
     def forward(self, labels: torch.Tensor | None, batch: int, device, force_null: bool = False,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                drop: torch.Tensor | None = None) -> torch.Tensor:
+        """drop: [B] bool, which labels become the null class in training (drawn here when None)."""
         if labels is None or force_null:
             labels = self.null_labels(batch, device)
         elif self.training and self.dropout > 0:
-            drop = torch.rand(batch, device=device, generator=generator) < self.dropout
+            if drop is None:
+                drop = torch.rand(batch, device=device) < self.dropout
             labels = torch.where(drop, self.num_classes, labels)
         return self.table(labels)
 
@@ -155,4 +187,4 @@ def key_padding_to_attention_mask(token_mask: torch.Tensor | None) -> torch.Tens
 
 
 __all__ = ["xavier_init_linear", "modulate", "SwiGLU", "Attention", "TransformerBlock", "FinalLayer", "TimestepEmbedder",
-           "LabelEmbedder", "RotaryEmbedding", "key_padding_to_attention_mask"]
+           "FourierTimestepEmbedder", "LabelEmbedder", "RotaryEmbedding", "key_padding_to_attention_mask"]

@@ -1,16 +1,28 @@
-"""Optimisers: AdamW for everything, or Muon for hidden 2-D weights + AdamW for the rest (UNITE Table 8)."""
+"""Optimisers: AdamW for everything, or Muon for 2-D weights + AdamW for the rest (UNITE Table 8).
+
+Which 2-D weights stay on AdamW under Muon (trainer.muon_split), by parameter-name parts:
+    official   the patch embedding and the GE's final layer (official UNITE `get_learnable_params`;
+               its in-context positions and latent tokens are 3-D there, as ours are)
+    io_adamw   also every input/output map, label/time table, latent slot and token (the usual advice
+               for Muon: only hidden matrices on Muon)
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-# Parameters that stay on AdamW under Muon: input/output maps and learned tokens (official UNITE split).
-ADAMW_ONLY_NAME_PARTS = ("embed", "final_layer", "in_context_pos", "latent_in", "slot", "head", "table",
-                         "mask_token", "to_tokens", "to_latent_hints")
+ADAMW_NAME_PARTS = {
+    "official": ("patch_embed", "final_layer"),
+    "io_adamw": ("embed", "final_layer", "in_context_pos", "latent_in", "slot", "head", "table", "cls_token",
+                 "to_tokens", "to_latent_hints"),
+}
+MUON_SPLITS = tuple(ADAMW_NAME_PARTS)
 
 
-def muon_eligible(name: str, parameter: torch.Tensor) -> bool:
-    return parameter.dim() == 2 and not any(part in name for part in ADAMW_ONLY_NAME_PARTS)
+def muon_eligible(name: str, parameter: torch.Tensor, split: str) -> bool:
+    if split not in ADAMW_NAME_PARTS:
+        raise ValueError(f"trainer.muon_split={split!r}: choose one of {MUON_SPLITS}")
+    return parameter.dim() == 2 and not any(part in name for part in ADAMW_NAME_PARTS[split])
 
 
 class OptimizerSet:
@@ -42,16 +54,16 @@ class OptimizerSet:
 
 
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, betas: tuple[float, float],
-                    eps: float, muon_momentum: float) -> OptimizerSet:
+                    eps: float, muon_momentum: float, muon_split: str) -> OptimizerSet:
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if name == "adamw":
         return OptimizerSet([torch.optim.AdamW([p for _, p in trainable], lr=lr, betas=tuple(betas), eps=eps,
                                                weight_decay=weight_decay)])
     if name == "muon":
-        matrices = [p for n, p in trainable if muon_eligible(n, p)]
-        rest = [p for n, p in trainable if not muon_eligible(n, p)]
+        matrices = [p for n, p in trainable if muon_eligible(n, p, muon_split)]
+        rest = [p for n, p in trainable if not muon_eligible(n, p, muon_split)]
         muon = torch.optim.Muon(matrices, lr=lr, weight_decay=weight_decay, momentum=muon_momentum,
-                                nesterov=True, ns_steps=5, adjust_lr_fn="match_rms_adamw")
+                                nesterov=True, ns_steps=5, eps=eps, adjust_lr_fn="match_rms_adamw")
         adamw = torch.optim.AdamW(rest, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         return OptimizerSet([muon, adamw])
     raise ValueError(f"trainer.optimizer={name!r}: choose 'adamw' or 'muon'")

@@ -19,14 +19,17 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"head_dim {head_dim} is too small for RoPE over {num_axes} axes")
         self.head_dim = head_dim
         self.num_axes = num_axes
+        # 1 / base^(i / pairs) in float32, written as the official UNITE code writes it, so a 1-axis table
+        # equals theirs bit for bit.
         self.register_buffer(
-            "inv_freq", base ** (-torch.arange(pairs_per_axis, dtype=torch.float32) / pairs_per_axis),
+            "inv_freq", 1.0 / base ** (torch.arange(pairs_per_axis, dtype=torch.float32) / pairs_per_axis),
             persistent=False)
 
     def forward(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if coords.shape[-1] != self.num_axes:
             raise ValueError(f"RoPE built for {self.num_axes} axes got coordinates of shape {tuple(coords.shape)}")
-        angles = (coords.float().unsqueeze(-1) * self.inv_freq).flatten(-2)  # [B, N, A * pairs]
+        # Angles in float32 whatever the model's dtype (the official tables are float32 too).
+        angles = (coords.float().unsqueeze(-1) * self.inv_freq.float()).flatten(-2)  # [B, N, A * pairs]
         pad = self.head_dim // 2 - angles.shape[-1]  # head dims not divisible by 2A rotate by 0
         angles = torch.nn.functional.pad(angles, (0, pad))
         angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)  # [B, 1, N, head_dim]

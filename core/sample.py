@@ -24,9 +24,30 @@ from core.distributed import init_world
 from core.evaluation import generate_and_write
 
 
-# Model keys that only choose initial weights: the checkpoint's weights replace what they build, so a
-# checkpoint written before such a key existed still rebuilds with this (unused) value.
-INIT_ONLY_MODEL_KEYS = {"final_layer_init_std": 0.0}
+# Config keys added after checkpoints were written, with the value that rebuilds such a checkpoint as
+# it was trained (for init-only keys, any value: the checkpoint's weights replace what they build).
+# Keys under `modality` apply to the modality named first.
+KEYS_ADDED_LATER = {
+    ("model", None): {"final_layer_init_std": 0.0, "block_norm": False, "norm_scale": False,
+                      "time_embedding": "sinusoidal", "rope_positions": "grid"},
+    ("modality.decoder", "image"): {"architecture": "rope", "latent_width": None, "head": "linear",
+                                    "conv_head_features": 32},
+}
+# Weights that earlier versions built but no recipe used (DDP needs every parameter to get a gradient).
+REMOVED_STATE_KEYS = ("decoder.trunk.mask_token",)
+
+
+def upgrade_checkpoint(run_cfg: DictConfig, weights: dict) -> tuple[DictConfig, dict]:
+    """An older checkpoint's config and weights in today's form (see KEYS_ADDED_LATER, REMOVED_STATE_KEYS)."""
+    for (path, modality_name), added in KEYS_ADDED_LATER.items():
+        node = OmegaConf.select(run_cfg, path)
+        if node is None or (modality_name is not None and run_cfg.modality.name != modality_name):
+            continue
+        for key, value in added.items():
+            if key not in node:
+                node[key] = value
+    weights = {k: v for k, v in weights.items() if k not in REMOVED_STATE_KEYS}
+    return run_cfg, weights
 
 
 def with_evaluation_overrides(run_cfg: DictConfig, overrides: DictConfig) -> DictConfig:
@@ -43,13 +64,11 @@ def with_evaluation_overrides(run_cfg: DictConfig, overrides: DictConfig) -> Dic
 def load_for_sampling(checkpoint: Path, evaluation_overrides: DictConfig, device: torch.device):
     """(EMA model on `device`, its modality, the checkpoint's run config, its step) from a step_*.pt file."""
     state = load_checkpoint(Path(checkpoint), map_location="cpu")
-    run_cfg = with_evaluation_overrides(OmegaConf.create(state["config"]), evaluation_overrides)
-    for key, value in INIT_ONLY_MODEL_KEYS.items():
-        if key not in run_cfg.model:
-            run_cfg.model[key] = value
+    run_cfg, weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state["ema"])
+    run_cfg = with_evaluation_overrides(run_cfg, evaluation_overrides)
     modality = build_modality(run_cfg)
     model = build_recipe(run_cfg, modality)
-    model.load_state_dict(state["ema"])
+    model.load_state_dict(weights)
     return model.to(device).eval(), modality, run_cfg, state["step"]
 
 

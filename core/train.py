@@ -1,10 +1,14 @@
 """Joint training entry point:  python -m core.train modality=molecule [experiment=...] [key=value ...]
+Several processes (CPU: gloo, GPUs: NCCL):  torchrun --nproc_per_node=N -m core.train [key=value ...]
 
 Reads top to bottom: build -> (resume) -> loop of optimizer steps -> final checkpoint -> evaluation.
-Writes into trainer.out_dir: checkpoints/, metrics.jsonl + metrics.csv, samples/, summary.json.
+Writes into trainer.out_dir: checkpoints/, metrics.jsonl + metrics.csv + metrics.png, samples/, summary.json.
+A step draws its noise from per-sample streams (core/noise_streams.py), so the same global batch gives
+the same step in one process, in N processes or with gradient accumulation.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import signal
@@ -24,11 +28,12 @@ from core.build import build_modality, build_recipe, model_defining_config
 from core.checkpoint import (CheckpointError, capture_rng_state, compare_configs, load_checkpoint,
                              newest_loadable_checkpoint, restore_rng_state, save_checkpoint)
 from core.data_order import ResumableSampler
-from core.distributed import World, all_reduce_mean, init_world
+from core.distributed import World, all_reduce_mean, init_world, ranks_agree
 from core.ema import EMA
 from core.evaluation import generate_and_write, reconstruction_report
-from core.lr_schedule import warmup_cosine
+from core.lr_schedule import lr_multiplier
 from core.metrics_log import MetricsLog
+from core.noise_streams import global_positions, stream_seeds
 from core.optim import build_optimizer
 from core.trainer_config import validate_trainer_config
 
@@ -37,18 +42,35 @@ class NonFiniteLossError(FloatingPointError):
     pass
 
 
+class StopRequested(Exception):
+    """Raised by a signal during the end-of-run evaluation."""
+
+
 class StopRequest:
-    """SIGTERM/SIGINT (pre-emption, Ctrl-C) set a flag; the loop saves a checkpoint and exits cleanly."""
+    """SIGTERM/SIGINT (pre-emption, `timeout`, Ctrl-C).
+
+    During training they set a flag: the loop finishes its step, saves a checkpoint and exits cleanly.
+    During the end-of-run evaluation (`interrupting`), when the checkpoint is already written, they raise
+    StopRequested, so the evaluation ends at once instead of running on past the caller's limit."""
 
     def __init__(self):
         self.signal_name: str | None = None
+        self.interrupting = False
+        self._previous: dict = {}
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
     def _handle(self, signum, frame) -> None:
         self.signal_name = signal.Signals(signum).name
+        if self.interrupting:
+            raise StopRequested(self.signal_name)
 
 
 def seed_everything(seed: int) -> None:
@@ -76,14 +98,28 @@ def resume_state(cfg: DictConfig, ckpt_dir: Path, device: torch.device) -> tuple
     return path, load_checkpoint(path, map_location=device)
 
 
+def steps_per_epoch(items: int, world_size: int, micro_batch: int, grad_accum: int) -> int:
+    """Optimizer steps in one pass over `items` training items: each process takes an equal share in
+    full micro-batches, and micro-batches left over after the last full accumulation are skipped."""
+    return items // world_size // micro_batch // grad_accum
+
+
 def train(cfg: DictConfig) -> dict:
     """Run one training job; returns the summary also written to summary.json."""
+    stop = StopRequest()
+    stop.install()
+    try:
+        return _train(cfg, stop)
+    finally:
+        stop.restore()
+
+
+def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     validate_trainer_config(cfg.trainer)
     tc = cfg.trainer
     world = init_world(tc.device)
     if tc.threads is not None:
         torch.set_num_threads(tc.threads)
-    seed_everything(tc.seed + world.rank)
     out_dir = Path(tc.out_dir)
     ckpt_dir = out_dir / "checkpoints"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -92,12 +128,22 @@ def train(cfg: DictConfig) -> dict:
 
     modality = build_modality(cfg)
     train_set = modality.dataset("train")
+    micro_batch = tc.batch_size // (world.size * tc.grad_accum)
+    if micro_batch < 1 or tc.batch_size % (world.size * tc.grad_accum):
+        raise ValueError(f"trainer.batch_size={tc.batch_size} (the global batch) does not split into {world.size} "
+                         f"processes x trainer.grad_accum={tc.grad_accum} equal micro-batches")
+    epoch_steps = steps_per_epoch(len(train_set), world.size, micro_batch, tc.grad_accum)
+    if epoch_steps < 1:
+        raise ValueError(f"the training split has {len(train_set)} items, fewer than one step of "
+                         f"trainer.batch_size={tc.batch_size}; lower the batch size or use more data")
+    seed_everything(tc.seed)  # the same initial weights in every process (and as a one-process run)
     recipe = build_recipe(cfg, modality).to(world.device)
     ema = EMA(recipe, tc.ema_decay)
-    optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum)
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(
-        o, lambda step: warmup_cosine(step, tc.warmup_steps, tc.max_steps, tc.final_lr_ratio)) for o in optimizer.optimizers]
-    micro_batch = tc.batch_size // (world.size * tc.grad_accum)
+    optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum,
+                                tc.muon_split)
+    multiplier = lr_multiplier(OmegaConf.to_container(tc.lr_schedule), epoch_steps, tc.max_steps)
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, multiplier) for o in optimizer.optimizers]
+    seed_everything(tc.seed + world.rank)  # per-process randomness of the data side (e.g. image flips)
     sampler = ResumableSampler(len(train_set), tc.seed, shuffle=True, rank=world.rank, world_size=world.size)
     defining = model_defining_config(cfg)
 
@@ -131,8 +177,6 @@ def train(cfg: DictConfig) -> dict:
     if world.size > 1:
         model = DistributedDataParallel(recipe, device_ids=[world.device.index] if world.device.type == "cuda" else None)
     log = MetricsLog(out_dir, enabled=world.is_main)
-    stop = StopRequest()
-    stop.install()
     start_time, process_start = time.monotonic(), time.process_time()
     # trainer.time_limit_clock: wall time, or this process's CPU time (fair budgets on a shared machine)
     budget_clock = time.monotonic if tc.time_limit_clock == "wall" else time.process_time
@@ -154,15 +198,20 @@ def train(cfg: DictConfig) -> dict:
         loader = DataLoader(train_set, batch_size=micro_batch, sampler=sampler, collate_fn=modality.collate,
                             num_workers=tc.num_workers, drop_last=True, pin_memory=world.device.type == "cuda",
                             generator=torch.Generator().manual_seed(tc.seed * 7919 + epoch))
+        # Only whole accumulation groups: the micro-batches left at the epoch's end would otherwise add
+        # their gradients (and logged losses) to the first step of the next epoch.
+        usable = len(loader) - len(loader) % tc.grad_accum
         micro = 0
         step_parts: dict[str, torch.Tensor] = {}  # on the device: no host sync per micro-batch
-        for batch in loader:
+        for batch in itertools.islice(loader, usable):
             batch = modality.batch_to(batch, world.device)
+            seeds = stream_seeds(tc.seed, step, global_positions(world.size, world.rank, micro % tc.grad_accum,
+                                                                 micro_batch))
             micro += 1
             last_micro = micro % tc.grad_accum == 0
             sync = nullcontext() if (last_micro or world.size == 1) else model.no_sync()
             with sync, autocast_for(world.device, tc.precision):
-                loss, parts = model(batch)
+                loss, parts = model(batch, seeds)
                 (loss / tc.grad_accum).backward()
             for key, value in parts.items():
                 step_parts[key] = step_parts.get(key, 0.0) + value.float() / tc.grad_accum
@@ -197,6 +246,10 @@ def train(cfg: DictConfig) -> dict:
                 stop_reason = f"signal {stop.signal_name}"
             elif time_limit is not None and budget_clock() - budget_start > time_limit:
                 stop_reason = "time_limit"
+            if world.size > 1 and float(all_reduce_mean(torch.tensor(float(stop_reason != "max_steps"),
+                                                                     device=world.device), world)) > 0:
+                # every process stops at the same step (clocks and signals differ between processes)
+                stop_reason = stop_reason if stop_reason != "max_steps" else "another process stopped"
             last_step = step == tc.max_steps or stop_reason != "max_steps"
             if step % tc.log_every == 0 or last_step:  # the last step is always logged
                 steps_in_window = tc.log_every if step % tc.log_every == 0 else step % tc.log_every
@@ -223,16 +276,37 @@ def train(cfg: DictConfig) -> dict:
     final_checkpoint = checkpoint_now()
     summary = {"steps": step, "stop_reason": stop_reason, "wall_seconds": time.monotonic() - start_time,
                "skipped_steps": skipped_steps, "checkpoint": str(final_checkpoint) if final_checkpoint else None,
-               "parameters": sum(p.numel() for p in recipe.parameters())}
+               "parameters": sum(p.numel() for p in recipe.parameters()), "processes": world.size}
+    if world.size > 1:
+        summary["ranks_identical"] = ranks_agree([recipe, ema.shadow], world)
+        if world.is_main:
+            print(f"{world.size} processes, parameters and EMA after step {step}: "
+                  f"{'identical on every rank' if summary['ranks_identical'] else 'DIFFERENT between ranks'}")
     if stop_reason.startswith("signal"):
         print(f"stopped by {stop_reason} at step {step}; checkpoint {final_checkpoint}")
-        return summary
-    if world.is_main and tc.evaluate_at_end:
-        summary.update(evaluate_run(cfg, modality, ema.shadow, world, out_dir))
+    elif world.is_main and tc.evaluate_at_end:
+        summary.update(evaluate_or_stop(cfg, modality, ema.shadow, world, out_dir, stop))
         log.write({"step": step, **{f"final/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}})
     if world.is_main:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        plot = log.plot()
+        if plot is not None:
+            print(f"loss and metrics plot: {plot}")
     return summary
+
+
+def evaluate_or_stop(cfg: DictConfig, modality, model, world: World, out_dir: Path, stop: StopRequest) -> dict:
+    """evaluate_run, ended at once by SIGTERM/SIGINT (the final checkpoint is already written)."""
+    if stop.signal_name is not None:  # arrived while the final checkpoint was written
+        return {"stop_reason": f"signal {stop.signal_name} before evaluation"}
+    stop.interrupting = True
+    try:
+        return evaluate_run(cfg, modality, model, world, out_dir)
+    except StopRequested as request:
+        print(f"end-of-run evaluation stopped by signal {request}; the final checkpoint is complete")
+        return {"stop_reason": f"signal {request} during evaluation"}
+    finally:
+        stop.interrupting = False
 
 
 def evaluate_run(cfg: DictConfig, modality, model, world: World, out_dir: Path) -> dict:

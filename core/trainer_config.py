@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from core.lr_schedule import SCHEDULES, UNITS
+from core.optim import MUON_SPLITS
+
 
 def validate_trainer_config(tc: DictConfig) -> None:
     problems = []
@@ -29,5 +32,26 @@ def validate_trainer_config(tc: DictConfig) -> None:
         problems.append(f"trainer.time_limit_clock={tc.time_limit_clock!r}: choose 'wall' or 'process'")
     if tc.checkpoint_every_minutes is not None and tc.checkpoint_every_minutes <= 0:
         problems.append(f"trainer.checkpoint_every_minutes must be > 0 or null, got {tc.checkpoint_every_minutes}")
+    if tc.muon_split not in MUON_SPLITS:
+        problems.append(f"trainer.muon_split={tc.muon_split!r}: choose one of {MUON_SPLITS}")
+    problems += lr_schedule_problems(tc.lr_schedule)
     if problems:
         raise ValueError("invalid trainer config: " + "; ".join(problems))
+
+
+def lr_schedule_problems(schedule: DictConfig) -> list[str]:
+    where = "trainer.lr_schedule"
+    problems = []
+    if schedule.name not in SCHEDULES:
+        problems.append(f"{where}.name={schedule.name!r}: choose one of {SCHEDULES}")
+    if schedule.unit not in UNITS:
+        problems.append(f"{where}.unit={schedule.unit!r}: choose one of {UNITS}")
+    if schedule.warmup < 0:
+        problems.append(f"{where}.warmup must be >= 0, got {schedule.warmup}")
+    if schedule.name == "official" and (schedule.hold_until is None or schedule.decay_end is None):
+        problems.append(f"{where}.name=official needs hold_until and decay_end (e.g. 30 and 50 epochs)")
+    if schedule.name == "warmup_cosine" and schedule.hold_until is not None:
+        problems.append(f"{where}.hold_until applies to name=official only; set it to null")
+    if not 0 <= schedule.final_ratio <= 1:
+        problems.append(f"{where}.final_ratio must lie in [0, 1], got {schedule.final_ratio}")
+    return problems

@@ -67,22 +67,17 @@ def x_prediction_loss(x1_hat: torch.Tensor, x1: torch.Tensor,
     return per_sample_mean((x1_hat - x1) ** 2, token_mask)
 
 
-def decoder_latent_noise(z: torch.Tensor, probability: float, t_min: float,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """UNITE code's decoder-input corruption: with probability p per sample, z <- t z + (1 - t) eps,
-    t ~ U(t_min, 1).  Teaches the decoder to read slightly imperfect latents, as generated ones are."""
-    b = z.shape[0]
-    replace = torch.rand(b, device=z.device, generator=generator) < probability
-    t = t_min + (1 - t_min) * torch.rand(b, device=z.device, generator=generator)
-    eps = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
-    noised = interpolate(eps, z, t)
-    return torch.where(broadcast_time(replace, z).bool(), noised, z)
+def decoder_latent_noise(z: torch.Tensor, replace: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """UNITE code's decoder-input corruption: samples with `replace` become t z + (1 - t) eps, the rest stay z.
+
+    z, eps: [B, N, C]; replace: [B] bool; t: [B] (the code draws replace with probability 0.5 and
+    t ~ U(0.7, 1)). Teaches the decoder to read slightly imperfect latents, as generated ones are."""
+    return torch.where(broadcast_time(replace, z).bool(), interpolate(eps, z, t), z)
 
 
-def additive_latent_noise(z: torch.Tensor, sigma: float,
-                          generator: torch.Generator | None = None) -> torch.Tensor:
+def additive_latent_noise(z: torch.Tensor, sigma: float, eps: torch.Tensor) -> torch.Tensor:
     """The UNITE paper text's form: z + sigma * eps."""
-    return z + sigma * torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
+    return z + sigma * eps
 
 
 def interpolative_latent_noise(z: torch.Tensor, gamma: float,

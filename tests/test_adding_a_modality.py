@@ -5,17 +5,7 @@ composed with Hydra's compose API like `python -m core.train modality=point_sets
 """
 import json
 
-from hydra.core.config_store import ConfigStore
-
-from toy_modality.point_sets import PointSetModality
-
-TARGET = f"{PointSetModality.__module__}.{PointSetModality.__qualname__}"
-
-
-def register_point_sets() -> None:
-    ConfigStore.instance().store(group="modality", name="point_sets", node={
-        "_target_": TARGET, "name": "point_sets", "num_points": 12, "train_size": 512, "test_size": 64,
-        "noise": 0.02, "decoder": {"depth": 1, "width": 64, "heads": 4}})
+from toy_modality.point_sets import TARGET, register_point_sets
 
 
 def test_a_new_modality_trains_without_touching_core(tmp_path, compose_config):
@@ -23,7 +13,7 @@ def test_a_new_modality_trains_without_touching_core(tmp_path, compose_config):
     register_point_sets()
     cfg = compose_config(["modality=point_sets", f"trainer.out_dir={tmp_path}", "trainer.device=cpu",
                           "trainer.max_steps=60", "trainer.batch_size=32", "trainer.log_every=10",
-                          "trainer.warmup_steps=5", "trainer.lr=1e-3", "trainer.checkpoint_every=1000",
+                          "trainer.lr_schedule.warmup=5", "trainer.lr=1e-3", "trainer.checkpoint_every=1000",
                           "trainer.eval_batches=1", "trainer.eval_batch_size=32", "model.depth=2", "model.width=64",
                           "sampler.num_samples=12", "sampler.batch_size=12", "sampler.num_steps=10"])
     assert cfg.modality._target_ == TARGET

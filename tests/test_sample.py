@@ -56,13 +56,29 @@ def test_guidance_sweep_evaluates_every_scale_from_one_checkpoint(checkpoint, tm
     assert json.loads((tmp_path / "sweep.json").read_text())["step"] == 3
 
 
-def test_a_checkpoint_older_than_an_init_only_model_key_still_samples(compose_config, checkpoint, tmp_path):
+def test_a_checkpoint_older_than_later_model_keys_still_samples(compose_config, checkpoint, tmp_path):
+    """Written before final_layer_init_std and the official-UNITE switches existed, with the DecoderTrunk's
+    unused mask token: it rebuilds as it was trained."""
     import torch
-    state = torch.load(checkpoint, weights_only=False)
-    del state["config"]["model"]["final_layer_init_std"]
+    state = torch.load(checkpoint, weights_only=True)
+    for key in ("final_layer_init_std", "block_norm", "norm_scale", "time_embedding", "rope_positions"):
+        del state["config"]["model"][key]
+    state["ema"]["decoder.trunk.mask_token"] = torch.zeros(1, 1, 64)
     old = tmp_path / "checkpoints" / "step_000000003.pt"
     old.parent.mkdir()
     torch.save(state, old)
     cfg = compose_config([f"checkpoint={old}", "num_samples=2", f"out_dir={tmp_path / 'out'}", "sampler.num_steps=2"],
                          config_name="sample")
     assert sample(cfg)["samples"] == 2
+
+
+def test_upgrade_fills_image_decoder_keys_of_image_runs_only():
+    from omegaconf import OmegaConf
+
+    from core.sample import upgrade_checkpoint
+    old = OmegaConf.create({"model": {"width": 8}, "modality": {"name": "image", "decoder": {"depth": 2}}})
+    cfg, weights = upgrade_checkpoint(old, {"decoder.trunk.mask_token": 0, "encoder.latent_in.weight": 1})
+    assert cfg.modality.decoder.architecture == "rope" and cfg.modality.decoder.head == "linear"
+    assert cfg.model.time_embedding == "sinusoidal" and weights == {"encoder.latent_in.weight": 1}
+    molecule = OmegaConf.create({"model": {}, "modality": {"name": "molecule", "decoder": {"depth": 2}}})
+    assert "architecture" not in upgrade_checkpoint(molecule, {})[0].modality.decoder

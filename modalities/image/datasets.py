@@ -1,5 +1,9 @@
 """Labelled image datasets: any ImageFolder, the offline CIFAR-10 JPEG archive, torchvision's CIFAR-10.
 
+`modality.dataset=cifar10` (the default) takes the offline JPEG copy when a data root is given
+(modality.data_root, or $UNITE_CIFAR10_JPEG through the config), else torchvision's download into the
+cache; with neither a copy nor the network it stops with one error that names both ways.
+
 Every dataset yields (image uint8 [C, S, S], class index) with S = modality.image_size; images that are
 not S x S are resized on the short side and centre-cropped (ADM/DiT preprocessing). Grayscale,
 palette and CMYK files are decoded to RGB as torchvision's ImageFolder does (ImageNet has a few);
@@ -22,7 +26,9 @@ from torch.utils.data import Dataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 DECODABLE_MODES = {3: ("RGB", "L", "P", "CMYK", "YCbCr", "1"), 1: ("L", "1")}
-DATASET_KINDS = ("cifar10_jpeg", "image_folder", "torchvision_cifar10")
+DATASET_KINDS = ("cifar10", "cifar10_jpeg", "image_folder", "torchvision_cifar10")
+NO_CIFAR10 = ("give the offline CIFAR-10 JPEG archive (cifar10_jpg.tgz) or its unpacked folder as "
+              "UNITE_CIFAR10_JPEG=/path/to/cifar10_jpg.tgz or modality.data_root=/path/to/cifar10_jpg.tgz")
 
 
 class ImageFileError(ValueError):
@@ -170,7 +176,11 @@ class TorchvisionCIFAR10(LabelledImages):
         from torchvision.datasets import CIFAR10
         if channels != 3:
             raise ValueError(f"CIFAR-10 is RGB but modality.channels={channels}")
-        data = CIFAR10(str(root), train=train, download=True)
+        try:
+            data = CIFAR10(str(root), train=train, download=True)
+        except (OSError, RuntimeError) as error:  # no network (URLError is an OSError), a broken download
+            raise FileNotFoundError(f"CIFAR-10 is not in {root} and could not be downloaded ({type(error).__name__}: "
+                                    f"{error}). Connect to the network, or {NO_CIFAR10}") from None
         self.images, self.labels, self.image_size = data.data, list(data.targets), image_size  # [N, 32, 32, 3]
         super().__init__(list(data.classes), self.labels, subset, random_flip)
 
@@ -180,15 +190,25 @@ class TorchvisionCIFAR10(LabelledImages):
         return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), self.labels[index]
 
 
+def resolve_dataset_kind(kind: str, data_root: str | None) -> str:
+    """`cifar10` -> the offline JPEG copy when a data root is given, else torchvision's download; other
+    kinds stay as they are."""
+    if kind == "cifar10":
+        return "cifar10_jpeg" if data_root is not None else "torchvision_cifar10"
+    return kind
+
+
 def check_data_root(kind: str, data_root: str | None, split_folders: dict[str, str]) -> None:
-    """A known dataset kind, and a data_root where it needs one (all but torchvision's download)."""
+    """A known dataset kind, and a data_root where it needs one (all but the CIFAR-10 downloads)."""
     if kind not in DATASET_KINDS:
         raise ValueError(f"modality.dataset={kind!r}: choose one of {DATASET_KINDS}")
-    if data_root is None and kind != "torchvision_cifar10":
-        need = ("the CIFAR-10 JPEG archive (.tgz) or its unpacked folder" if kind == "cifar10_jpeg" else
-                f"an ImageFolder root holding the split folders {sorted(set(dict(split_folders).values()))}, "
-                "e.g. modality.data_root=/data/imagenet")
-        raise ValueError(f"modality.data_root is null: modality.dataset={kind} needs {need}")
+    if data_root is None and kind == "cifar10_jpeg":
+        raise ValueError(f"modality.data_root is null: modality.dataset=cifar10_jpeg needs the archive; {NO_CIFAR10} "
+                         "(or use modality.dataset=cifar10 to download CIFAR-10)")
+    if data_root is None and kind == "image_folder":
+        raise ValueError(f"modality.data_root is null: modality.dataset=image_folder needs an ImageFolder root holding "
+                         f"the split folders {sorted(set(dict(split_folders).values()))}, e.g. "
+                         "modality.data_root=/path/to/imagenet")
 
 
 def build_dataset(kind: str, split: str, data_root: str | None, cache_dir: str | None,
@@ -196,6 +216,7 @@ def build_dataset(kind: str, split: str, data_root: str | None, cache_dir: str |
                   random_flip: bool) -> LabelledImages:
     """The `split` of dataset `kind`; split_folders maps train/val/test to folder names."""
     check_data_root(kind, data_root, split_folders)
+    kind = resolve_dataset_kind(kind, data_root)
     if split not in split_folders:
         raise KeyError(f"split {split!r} is not in modality.split_folders {dict(split_folders)}")
     folder = split_folders[split]

@@ -19,6 +19,25 @@ def psnr_per_image(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tens
                                    dim=(1, 2, 3))
 
 
+def patch_seam_ratio(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """How much sharper the image changes across patch borders than inside patches, [B].
+
+    Mean |difference| of neighbouring pixels across the borders of the p x p patch grid divided by the
+    same inside patches, over both axes and all channels. Natural images give ~1.0; a decoder that
+    predicts each patch on its own shows its seams as values above 1.  images: [B, C, H, W]."""
+    x = images.float()
+    borders, inside = [], []
+    for axis in (-1, -2):
+        steps = (x.narrow(axis, 1, x.shape[axis] - 1) - x.narrow(axis, 0, x.shape[axis] - 1)).abs()
+        at_border = (torch.arange(1, x.shape[axis], device=x.device) % patch_size) == 0  # pixel j-1 | j
+        shape = [1] * x.dim()
+        shape[axis] = -1
+        at_border = at_border.view(shape).expand_as(steps)
+        borders.append((steps * at_border).flatten(1).sum(1) / at_border.flatten(1).sum(1))
+        inside.append((steps * ~at_border).flatten(1).sum(1) / (~at_border).flatten(1).sum(1))
+    return (borders[0] + borders[1]) / (inside[0] + inside[1]).clamp_min(1e-12)
+
+
 def ssim_per_image(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] on [0, 1] -> SSIM (11 x 11 Gaussian window, sigma 1.5), [B]."""
     return structural_similarity_index_measure(prediction.float(), target.float(), data_range=1.0,

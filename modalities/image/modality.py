@@ -18,11 +18,11 @@ from torch.utils.data import DataLoader
 
 from core.modality import LatentLayout
 from modalities.image.datasets import (ImageBatch, LabelledImages, build_dataset, cache_root, check_data_root,
-                                       collate_images, to_uint8)
+                                       collate_images, resolve_dataset_kind, to_uint8)
 from modalities.image.decoder import ImageDecoder
 from modalities.image.embedder import PatchEmbedder
 from modalities.image.losses import ImageReconstructionLoss
-from modalities.image.metrics import inception_score, psnr_per_image, ssim_per_image
+from modalities.image.metrics import inception_score, patch_seam_ratio, psnr_per_image, ssim_per_image
 from modalities.image.patches import patch_grid
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,9 @@ class ImageModality:
             raise ValueError(f"modality.name must be 'image' for ImageModality, got {name!r}")
         patch_grid(image_size, patch_size)  # fail now, naming the keys, not inside a forward pass
         check_data_root(dataset, data_root, split_folders)
-        self.dataset_kind, self.data_root, self.cache_dir = dataset, data_root, cache_dir
+        # the source actually read (cifar10 -> the JPEG copy or torchvision's download), as reports name it
+        self.dataset_kind = resolve_dataset_kind(dataset, data_root)
+        self.data_root, self.cache_dir = data_root, cache_dir
         self.split_folders = dict(split_folders)
         self.image_size, self.patch_size, self.channels = image_size, patch_size, channels
         self.class_conditional = class_conditional
@@ -135,13 +137,16 @@ class ImageModality:
         return self.loss(prediction, batch.images)
 
     def reconstruction_metrics(self, prediction: torch.Tensor, batch: ImageBatch) -> dict[str, torch.Tensor]:
-        """Per-image PSNR (dB) and SSIM on [0, 1] after clamping, each [B].
+        """Per-image PSNR (dB), SSIM on [0, 1] after clamping, and the patch seam ratio of reconstructions
+        and originals (modalities/image/metrics.py: ~1 without seams), each [B].
 
         With evaluation.fid, the first `rfid_images` originals and reconstructions also enter an rFID
         accumulator that reconstruction_split_metrics reports."""
         prediction01 = (prediction.float().clamp(-1, 1) + 1) / 2
         target01 = (batch.images.float() + 1) / 2
-        values = {"psnr": psnr_per_image(prediction01, target01)}
+        values = {"psnr": psnr_per_image(prediction01, target01),
+                  "seam_ratio": patch_seam_ratio(prediction01, self.patch_size),
+                  "seam_ratio_original": patch_seam_ratio(target01, self.patch_size)}
         if self.evaluation.ssim:
             values["ssim"] = ssim_per_image(prediction01, target01)
         if self.evaluation.fid and self.evaluation.rfid_images > 0:
@@ -212,6 +217,7 @@ class ImageModality:
         labelled_grid(images[:shown].cpu(), classes[:shown], options.grid_columns, options.grid_tile).save(grid_path)
         summary: dict[str, Any] = {"images_written": images.shape[0] if options.write_png else 0,
                                    "grid": str(grid_path), "grid_images": shown,
+                                   "seam_ratio": float(patch_seam_ratio(images, self.patch_size).mean()),
                                    "reconstruction_loss": self.loss.describe(),
                                    "perceptual_loss": "on" if self.loss.perceptual_on else "off"}
         summary.update(self._fid_summary(images))

@@ -55,15 +55,16 @@ def grid_coordinates(rows: int, cols: int, device=None) -> torch.Tensor:
 
 
 def sincos_2d(width: int, rows: int, cols: int) -> torch.Tensor:
-    """Fixed 2-D sine-cosine embedding (MAE), [rows * cols, width]: half the channels encode the row,
-    half the column, each as sin/cos at geometric frequencies."""
+    """Fixed 2-D sine-cosine embedding in MAE's layout, [rows * cols, width]: the first half of the
+    channels encodes the column, the second half the row, each as [sin, cos] at geometric frequencies
+    1 / 10000^(k / (width / 4)).  Computed in float64, returned as float32 (as MAE and UNITE do)."""
     if width % 4:
         raise ValueError(f"2-D sincos embedding needs a width divisible by 4, got {width}")
-    coords = grid_coordinates(rows, cols).double()  # [N, 2]
+    coords = grid_coordinates(rows, cols).double()  # [N, 2] = (row, col)
     quarter = width // 4
     freqs = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
     parts = []
-    for axis in range(2):
+    for axis in (1, 0):  # column, then row
         angles = coords[:, axis:axis + 1] * freqs  # [N, width/4]
         parts += [angles.sin(), angles.cos()]
     return torch.cat(parts, dim=-1).float()

@@ -46,16 +46,19 @@ def test_truncated_checkpoint_is_skipped_by_auto_resume(tmp_path):
 
 
 class Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
     def __reduce__(self):
-        return (os.system, ("echo pwned > /tmp/unite_exploit_marker",))
+        return (os.system, (f"echo pwned > {self.marker}",))
 
 
 def test_code_executing_file_is_refused(tmp_path):
-    evil = tmp_path / "step_000000001.pt"
-    torch.save({"format_version": 1, "model": Exploit()}, evil)
+    evil, marker = tmp_path / "step_000000001.pt", tmp_path / "exploit_marker"
+    torch.save({"format_version": 1, "model": Exploit(marker)}, evil)
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(evil)
-    assert not os.path.exists("/tmp/unite_exploit_marker")
+    assert not marker.exists()
 
 
 def test_full_disk_keeps_previous(tmp_path, monkeypatch):

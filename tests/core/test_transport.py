@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from core.transport import (decoder_latent_noise, interpolate, interpolative_latent_noise, per_sample_mean,
-                            random_token_mask, target_velocity, velocity_from_x_prediction, velocity_loss,
-                            x_prediction_loss)
+from core.transport import (additive_latent_noise, decoder_latent_noise, interpolate, interpolative_latent_noise,
+                            per_sample_mean, random_token_mask, target_velocity, velocity_from_x_prediction,
+                            velocity_loss, x_prediction_loss)
 
 
 def test_linear_path_endpoints_and_midpoint():
@@ -53,13 +53,14 @@ def test_masked_mean_ignores_padding():
     assert torch.allclose(per_sample_mean(values, mask), torch.ones(2))
 
 
-def test_decoder_noise_probability_and_range():
-    torch.manual_seed(0)
-    z = torch.randn(4000, 2, 3)
-    noised = decoder_latent_noise(z, probability=0.5, t_min=0.7)
-    changed = (noised != z).flatten(1).any(1).float().mean()
-    assert abs(float(changed) - 0.5) < 0.04
-    assert torch.equal(decoder_latent_noise(z, 0.0, 0.7), z)
+def test_decoder_noise_formula():
+    z, eps = torch.randn(3, 4, 2, dtype=torch.float64), torch.randn(3, 4, 2, dtype=torch.float64)
+    replace, t = torch.tensor([True, False, True]), torch.tensor([0.7, 0.2, 0.95], dtype=torch.float64)
+    noised = decoder_latent_noise(z, replace, t, eps)
+    assert torch.allclose(noised[0], 0.7 * z[0] + 0.3 * eps[0])  # t z + (1 - t) eps: t = 1 is the clean latent
+    assert torch.equal(noised[1], z[1])
+    assert torch.allclose(noised[2], 0.95 * z[2] + 0.05 * eps[2])
+    assert torch.equal(additive_latent_noise(z, 0.7, eps), z + 0.7 * eps)
 
 
 def test_interpolative_noise_moments():

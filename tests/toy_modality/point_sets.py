@@ -78,8 +78,8 @@ class PointDecoder(nn.Module):
         self.trunk = DecoderTrunk(latent_channels, depth, width, heads, mlp_ratio=2.0, qk_norm=True, rope_axes=0)
         self.head = nn.Linear(width, 2)
 
-    def forward(self, z: torch.Tensor, layout: LatentLayout, hidden_mask_positions=None) -> torch.Tensor:
-        return self.head(self.trunk(z, layout, hidden_mask_positions))
+    def forward(self, z: torch.Tensor, layout: LatentLayout) -> torch.Tensor:
+        return self.head(self.trunk(z, layout))
 
 
 class PointSetModality:
@@ -131,3 +131,14 @@ class PointSetModality:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "points.json").write_text(json.dumps({"points": points.tolist(), "labels": classes.tolist()}))
         return {"mean_radius_error": float(radius_error.mean())}
+
+
+TARGET = f"{PointSetModality.__module__}.{PointSetModality.__qualname__}"
+
+
+def register_point_sets() -> None:
+    """configs/modality/point_sets.yaml, written into Hydra's ConfigStore: `modality=point_sets` composes it."""
+    from hydra.core.config_store import ConfigStore
+    ConfigStore.instance().store(group="modality", name="point_sets", node={
+        "_target_": TARGET, "name": "point_sets", "num_points": 12, "train_size": 512, "test_size": 64,
+        "noise": 0.02, "decoder": {"depth": 1, "width": 64, "heads": 4}})

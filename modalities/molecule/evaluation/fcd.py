@@ -43,7 +43,7 @@ def chemnet(device: str = "cpu") -> torch.nn.Module:
         if not weights.is_file():
             raise FileNotFoundError(f"fcd-torch is installed but its ChemNet weights are missing: {weights}; "
                                     "reinstall fcd-torch")
-        model = load_imported_model(torch.load(weights, map_location="cpu"))
+        model = load_imported_model(torch.load(weights, map_location="cpu", weights_only=True))
         _CHEMNET[device] = model.eval().to(device)
     return _CHEMNET[device]
 

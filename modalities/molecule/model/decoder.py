@@ -35,8 +35,7 @@ class MoleculeDecoder(nn.Module):
         self.position_head = nn.Linear(width, 3)
         self.coordinate_scale = coordinate_scale  # Å per unit of the head's output
 
-    def forward(self, z: torch.Tensor, layout: LatentLayout,
-                hidden_mask_positions: torch.Tensor | None = None) -> MoleculePrediction:
-        h = self.trunk(z, layout, hidden_mask_positions)
+    def forward(self, z: torch.Tensor, layout: LatentLayout) -> MoleculePrediction:
+        h = self.trunk(z, layout)
         positions = self.position_head(h) * self.coordinate_scale
         return MoleculePrediction(self.element_head(h), positions, layout.mask)

@@ -1,4 +1,5 @@
-"""Fixtures for the image tests: the offline CIFAR-10 JPEG archive (skip where it is absent)."""
+"""Fixtures for the image tests: the offline CIFAR-10 JPEG archive named by $UNITE_CIFAR10_JPEG (CI sets it
+when the archive is present); tests that need it are skipped without it."""
 from __future__ import annotations
 
 import os
@@ -6,17 +7,13 @@ from pathlib import Path
 
 import pytest
 
-# The checkout's sibling shared/ folder (as CI lays it out), else the env variable, else /work/shared.
-_SIBLING = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "cifar10-jpeg" / "cifar10_jpg.tgz"
-CIFAR_ARCHIVE = Path(os.environ.get("UNITE_CIFAR10_JPEG", _SIBLING if _SIBLING.is_file()
-                                    else "/work/shared/data/cifar10-jpeg/cifar10_jpg.tgz"))
-
 
 @pytest.fixture(scope="session")
 def cifar_archive() -> Path:
-    if not CIFAR_ARCHIVE.is_file():
-        pytest.skip(f"offline CIFAR-10 JPEG archive not found at {CIFAR_ARCHIVE} (set UNITE_CIFAR10_JPEG)")
-    return CIFAR_ARCHIVE
+    archive = os.environ.get("UNITE_CIFAR10_JPEG")
+    if archive is None or not Path(archive).is_file():
+        pytest.skip(f"offline CIFAR-10 JPEG archive not found (UNITE_CIFAR10_JPEG={archive!r})")
+    return Path(archive)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from modalities.image.datasets import (ImageFileError, ImageFolderDataset, build_dataset, collate_images,
-                                       fixed_subset, load_image, to_uint8, unpack_once)
+                                       fixed_subset, load_image, resolve_dataset_kind, to_uint8, unpack_once)
 
 
 def write_image(path, size=(40, 30), mode="RGB", seed=0):
@@ -94,3 +94,25 @@ def test_cifar10_jpeg_archive(cifar_archive):
     assert data[0][0].shape == (3, 32, 32) and [data[i][1] for i in range(10)] == list(range(10))
     subset = build_dataset("cifar10_jpeg", "test", str(cifar_archive), None, {"test": "test"}, 32, 3, 20, False)
     assert len(subset) == 20 and len({subset[i][1] for i in range(20)}) >= 8
+
+
+def test_cifar10_takes_the_given_copy_else_downloads_else_names_both(tmp_path, monkeypatch, compose_config):
+    from urllib.error import URLError
+
+    import torchvision.datasets
+    assert resolve_dataset_kind("cifar10", None) == "torchvision_cifar10"
+    assert resolve_dataset_kind("cifar10", "/path/to/cifar10_jpg.tgz") == "cifar10_jpeg"
+    # a fresh machine: the default config holds no path; without the env variable data_root is null
+    monkeypatch.delenv("UNITE_CIFAR10_JPEG", raising=False)
+    cfg = compose_config(["modality=image", "trainer.out_dir=unused"])
+    assert cfg.modality.dataset == "cifar10" and cfg.modality.data_root is None
+    monkeypatch.setenv("UNITE_CIFAR10_JPEG", str(tmp_path / "copy.tgz"))
+    assert compose_config(["modality=image", "trainer.out_dir=unused"]).modality.data_root == str(tmp_path / "copy.tgz")
+
+    def offline(*args, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(FileNotFoundError, match=r"could not be downloaded.*URLError.*UNITE_CIFAR10_JPEG=.*modality.data_root="):
+        build_dataset("cifar10", "train", None, str(tmp_path / "cache"), {"train": "train"}, 32, 3, None, False)
+    with pytest.raises(ValueError, match="UNITE_CIFAR10_JPEG=.*modality.data_root="):
+        build_dataset("cifar10_jpeg", "train", None, None, {"train": "train"}, 32, 3, None, False)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from modalities.image.metrics import inception_score, psnr_per_image, ssim_per_image
+from modalities.image.metrics import inception_score, patch_seam_ratio, psnr_per_image, ssim_per_image
 
 
 def test_psnr_matches_its_closed_form():
@@ -30,3 +30,13 @@ def test_inception_score_without_classifier_says_how_to_fix():
         inception_score(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), None)
     with pytest.raises(FileNotFoundError, match="no such file"):
         inception_score(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "/nonexistent/inception_logits.pt")
+
+
+def test_patch_seam_ratio():
+    torch.manual_seed(0)
+    smooth = torch.linspace(0, 1, 16).view(1, 1, 1, 16) + torch.linspace(0, 1, 16).view(1, 1, 16, 1)
+    assert torch.allclose(patch_seam_ratio(smooth.expand(2, 3, 16, 16), 4), torch.ones(2), atol=1e-5)
+    blocks = torch.rand(1, 3, 4, 4).repeat_interleave(4, -1).repeat_interleave(4, -2)  # constant 4 x 4 patches
+    assert patch_seam_ratio(blocks + 0.01 * smooth, 4) > 50  # changes only at the borders
+    noise = torch.rand(64, 3, 32, 32)
+    assert abs(float(patch_seam_ratio(noise, 8).mean()) - 1) < 0.02

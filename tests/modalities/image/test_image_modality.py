@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from core.build import ConfigError, build_modality, build_recipe
-from core.generative_encoder import GenerativeEncoder
 from core.modality import Modality
 from modalities.image.datasets import ImageBatch
 from modalities.image.decoder import ImageDecoder
 from modalities.image.embedder import PatchEmbedder
+from small_models import small_ge
 
 
 def tiny_overrides(tmp_path, cifar_root, fid: bool) -> list[str]:
@@ -20,7 +20,7 @@ def tiny_overrides(tmp_path, cifar_root, fid: bool) -> list[str]:
             "modality.evaluation.rfid_images=4", "modality.evaluation.fid_reference_images=8",
             "modality.decoder.depth=1", "modality.decoder.width=64", "modality.evaluation.grid_images=4",
             f"trainer.out_dir={tmp_path / 'run'}", "trainer.device=cpu", "trainer.max_steps=6",
-            "trainer.batch_size=8", "trainer.log_every=3", "trainer.warmup_steps=2", "trainer.checkpoint_every=100",
+            "trainer.batch_size=8", "trainer.log_every=3", "trainer.lr_schedule.warmup=2", "trainer.checkpoint_every=100",
             "trainer.eval_batches=1", "trainer.eval_batch_size=8", "sampler.num_samples=4", "sampler.batch_size=4",
             "sampler.num_steps=3", "model.depth=2", "model.width=64"]
 
@@ -45,12 +45,9 @@ def test_latent_and_patch_tokens_share_grid_coordinates():
 
 def test_tokenize_decode_shapes_with_2d_rope():
     embedder = PatchEmbedder(width=32, image_size=16, patch_size=4, channels=3, learned_slots=True)
-    ge = GenerativeEncoder(depth=2, width=32, heads=2, mlp_ratio=2.0, qk_norm=True, latent_channels=6, num_classes=3,
-                           class_dropout=0.1, in_context_tokens=0, in_context_start=0, rope_axes=2,
-                           tokenize_t_max=0.01, latent_norm_affine=True, final_layer_init_std=0.0,
-                           gradient_checkpointing=False)
-    decoder = ImageDecoder(latent_channels=6, image_size=16, patch_size=4, channels=3, depth=1, width=32, heads=2,
-                           mlp_ratio=2.0)
+    ge = small_ge(depth=2, heads=2, num_classes=3, rope_axes=2)
+    decoder = ImageDecoder(latent_channels=6, image_size=16, patch_size=4, channels=3, architecture="rope", depth=1,
+                           width=32, heads=2, mlp_ratio=2.0, latent_width=None, head="linear", conv_head_features=8)
     observation = embedder(random_batch())
     z = ge.tokenize(observation)
     assert z.shape == (2, 16, 6)
@@ -64,11 +61,32 @@ def test_tokenize_decode_shapes_with_2d_rope():
     assert ge.latent_norm.bias.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("architecture,head", [("vit_mae", "linear"), ("rope", "conv"), ("vit_mae", "conv")])
+def test_decoder_options_decode_the_grid(architecture, head):
+    torch.manual_seed(0)
+    decoder = ImageDecoder(latent_channels=6, image_size=16, patch_size=4, channels=3, architecture=architecture,
+                           depth=1, width=32, heads=2, mlp_ratio=2.0, head=head, conv_head_features=8,
+                           latent_width=24 if architecture == "vit_mae" else None)
+    layout = PatchEmbedder(32, 16, 4, 3, True).layout(2, torch.device("cpu"))
+    z = torch.randn(2, 16, 6, requires_grad=True)
+    images = decoder(z, layout)
+    assert images.shape == (2, 3, 16, 16)
+    images[:, :, :4, :4].sum().backward()  # the top-left patch
+    reached = z.grad.abs().sum(-1)[0]
+    assert reached[0] > 0 and (reached[1:] > 0).any()  # attention mixes the other tokens in
+    if architecture == "vit_mae":  # fixed MAE positions: a zero CLS row, then the sincos grid
+        assert torch.equal(decoder.trunk.positions[0, 0], torch.zeros(32)) and decoder.trunk.embed is not None
+    with pytest.raises(ValueError, match="latent_width applies to architecture=vit_mae"):
+        ImageDecoder(6, 16, 4, 3, "rope", 1, 32, 2, 2.0, latent_width=24, head="linear", conv_head_features=8)
+    with pytest.raises(ValueError, match="modality.decoder.head='pixelshuffle'"):
+        ImageDecoder(6, 16, 4, 3, "rope", 1, 32, 2, 2.0, latent_width=None, head="pixelshuffle", conv_head_features=8)
+
+
 def test_bad_config_values_name_the_key(compose_config):
     with pytest.raises(ConfigError, match=r"modality.image_size=30 is not divisible by modality.patch_size=8"):
-        build_modality(compose_config(["modality=image", "modality.image_size=30", "trainer.out_dir=/tmp/unused"]))
+        build_modality(compose_config(["modality=image", "modality.image_size=30", "trainer.out_dir=unused"]))
     with pytest.raises(ConfigError, match=r"modality.evaluation: .*unexpected keyword argument 'fdi'"):
-        build_modality(compose_config(["modality=image", "+modality.evaluation.fdi=true", "trainer.out_dir=/tmp/unused"]))
+        build_modality(compose_config(["modality=image", "+modality.evaluation.fdi=true", "trainer.out_dir=unused"]))
 
 
 def test_metrics_and_sample_files(tmp_path, cifar_root, compose_config):
@@ -98,6 +116,7 @@ def test_training_smoke_through_core_train(tmp_path, cifar_root, compose_config,
     assert summary["reconstruction/rfid_images"] == 4 and summary["reconstruction/rfid"] > 0
     assert summary["generation/gfid"] > 0 and "generation/rfid" not in summary
     assert summary["generation/perceptual_loss"] == "off"
+    assert summary["reconstruction/seam_ratio"] > 0 and summary["generation/seam_ratio"] > 0
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["perceptual_on"] == 0.0 and all(math.isfinite(r["loss"]) for r in rows if "loss" in r)
     assert (tmp_path / "run" / "samples" / "grid.png").is_file()

@@ -7,10 +7,10 @@ import torch
 from e3nn import o3
 from torch_geometric.data import Batch, Data
 
-from core.generative_encoder import GenerativeEncoder
 from modalities.molecule.model.corruption import AtomCorruption
 from modalities.molecule.model.equivariant_embedder import EquivariantAtomEmbedder
 from modalities.molecule.model.graph import molecule_edges
+from small_models import small_ge
 
 # (R)-CHFClBr-like chiral centre with QM9 elements: C bonded to H, F, O, N at a tetrahedron, distorted so
 # that no mirror plane exists.
@@ -37,10 +37,7 @@ def make_embedder(tokens="invariant", hidden_irreps="8x0e + 4x0o + 4x1o + 4x1e")
 def build(seed=0, tokens="invariant"):
     torch.manual_seed(seed)
     embedder = make_embedder(tokens)
-    ge = GenerativeEncoder(depth=2, width=32, heads=4, mlp_ratio=2.0, qk_norm=True, latent_channels=4,
-                           num_classes=0, class_dropout=0.0, in_context_tokens=0, in_context_start=0, rope_axes=0,
-                           tokenize_t_max=0.01, latent_norm_affine=True, final_layer_init_std=0.0,
-                           gradient_checkpointing=False)
+    ge = small_ge(depth=2, latent_channels=4, num_classes=0, class_dropout=0.0)
     for p in ge.parameters():
         torch.nn.init.normal_(p, std=0.2)
     return embedder.eval(), ge.eval()
