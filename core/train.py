@@ -35,6 +35,7 @@ from core.lr_schedule import lr_multiplier
 from core.metrics_log import MetricsLog
 from core.noise_streams import global_positions, stream_seeds
 from core.optim import build_optimizer
+from core.sample import upgrade_checkpoint
 from core.trainer_config import validate_trainer_config
 
 
@@ -151,12 +152,15 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     resumed = resume_state(cfg, ckpt_dir, world.device)
     if resumed is not None:
         path, state = resumed
-        differences = compare_configs(state["model_config"], defining)
+        # a checkpoint written before a model key existed resumes with the value that rebuilds it (core.sample)
+        saved_config, weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state["model"])
+        _, ema_weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state["ema"])
+        differences = compare_configs(model_defining_config(saved_config), defining)
         if differences:
             raise CheckpointError(f"checkpoint {path} was trained with a different model config: "
                                   + "; ".join(differences))
-        recipe.load_state_dict(state["model"])
-        ema.shadow.load_state_dict(state["ema"])
+        recipe.load_state_dict(weights)
+        ema.shadow.load_state_dict(ema_weights)
         optimizer.load_state_dict(state["optimizer"])
         for scheduler, scheduler_state in zip(schedulers, state["schedulers"]):
             scheduler.load_state_dict(scheduler_state)
