@@ -41,12 +41,9 @@ import torch.nn.functional as F
 
 from benchmarks import official_parity as parity
 from benchmarks.official_parity_speed import SIZES, our_overrides
-from benchmarks.timing import RESULTS, OurTrainStep, alternate, machine_record
+from benchmarks.timing import RESULTS, OurTrainStep, alternate, build_train_step, machine_record
 from core.build import build_modality, build_recipe
-from core.compilation import compile_blocks
-from core.ema import EMA
 from core.layers import SwiGLU
-from core.optim import build_optimizer
 from core.precision import compute_dtype
 from core.rope import RotaryEmbedding
 
@@ -103,16 +100,9 @@ def plain_path(changes, embedder_class=None):
 # ---------------------------------------------------------------------------------- building steps
 def build_step(cfg, optimizer_name: str, changes=(), precision: str | None = None, compiled: bool = False,
                seed: int = 0) -> OurTrainStep:
-    """A recipe + optimiser as the trainer builds them, with the plain optimiser pieces where `changes` asks."""
-    tc = cfg.trainer
-    torch.manual_seed(seed)
-    recipe = build_recipe(cfg, build_modality(cfg)).train()
+    """A step as the trainer builds it, with the plain optimiser pieces where `changes` asks."""
     with plain_path([c for c in changes if c == "muon_ns"]):
-        optimizer = build_optimizer(recipe, optimizer_name, tc.lr, tc.weight_decay, tc.betas, tc.eps,
-                                    tc.muon_momentum, tc.muon_split, "fused_adamw" not in changes, tc.muon_ns_dtype)
-    if compiled:
-        compile_blocks(recipe)
-    return OurTrainStep(recipe, optimizer, [], EMA(recipe, tc.ema_decay), precision or tc.precision, tc.grad_clip)
+        return build_train_step(cfg, optimizer_name, "fused_adamw" not in changes, precision, compiled, seed)
 
 
 def image_batch(sizes: dict):

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import official_parity as parity
-from benchmarks.timing import RESULTS, OurTrainStep, alternate, machine_record
+from benchmarks.timing import RESULTS, OurTrainStep, alternate, build_train_step, machine_record
 
 SIZES = {"depth": 4, "width": 256, "heads": 4, "latent_channels": 32, "in_context_tokens": 8, "in_context_start": 2,
          "decoder_depth": 4, "decoder_width": 256, "decoder_heads": 4, "decoder_mlp": 1024, "num_classes": 10,
@@ -121,21 +121,10 @@ class OfficialStep:
 
 
 # ---------------------------------------------------------------------------------- our side
-def our_step(cfg, optimizer_name: str, compile_blocks_too: bool) -> OurTrainStep:
-    from core.build import build_modality, build_recipe
-    from core.compilation import compile_blocks
-    from core.ema import EMA
-    from core.optim import build_optimizer
-    torch.manual_seed(0)
-    tc = cfg.trainer
-    recipe = build_recipe(cfg, build_modality(cfg)).train()
-    optimizer = build_optimizer(recipe, optimizer_name, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum,
-                                tc.muon_split, tc.fused_adamw, tc.muon_ns_dtype)
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1.0) for o in optimizer.optimizers]
-    ema = EMA(recipe, tc.ema_decay)
-    if compile_blocks_too:
-        compile_blocks(recipe)
-    return OurTrainStep(recipe, optimizer, schedulers, ema, tc.precision, tc.grad_clip)
+def our_step(cfg, optimizer_name: str, compiled: bool) -> OurTrainStep:
+    step = build_train_step(cfg, optimizer_name, compiled=compiled)
+    step.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1.0) for o in step.optimizer.optimizers]
+    return step
 
 
 def measure(setup: str, unite_module, optim_module, cfg, sizes: dict, rounds: int, warmup: int,

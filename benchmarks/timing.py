@@ -100,3 +100,26 @@ class OurTrainStep:
             self.ema.update(self.recipe)
         self.step_index += 1
         return loss
+
+
+def build_train_step(cfg, optimizer_name: str | None = None, fused_adamw: bool | None = None,
+                     precision: str | None = None, compiled: bool | None = None, seed: int = 0,
+                     device: torch.device = torch.device("cpu")) -> OurTrainStep:
+    """The recipe, optimiser, EMA and execution switches (packing, compile) that core/train.py builds from
+    `cfg`; the arguments replace the config's choice where given."""
+    from core.build import build_modality, build_recipe
+    from core.compilation import compile_blocks
+    from core.ema import EMA
+    from core.optim import build_optimizer
+    from core.packing import set_packing
+    tc = cfg.trainer
+    torch.manual_seed(seed)
+    recipe = build_recipe(cfg, build_modality(cfg)).to(device).train()
+    optimizer = build_optimizer(recipe, optimizer_name or tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps,
+                                tc.muon_momentum, tc.muon_split, tc.fused_adamw if fused_adamw is None else fused_adamw,
+                                tc.muon_ns_dtype)
+    ema = EMA(recipe, tc.ema_decay)
+    set_packing(recipe, tc.packing)
+    if tc.compile if compiled is None else compiled:
+        compile_blocks(recipe)
+    return OurTrainStep(recipe, optimizer, [], ema, precision or tc.precision, tc.grad_clip, seed)
