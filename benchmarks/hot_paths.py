@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from benchmarks import official_parity as parity
 from benchmarks.official_parity_speed import SIZES, our_overrides
-from benchmarks.timing import RESULTS, OurTrainStep, alternate, build_train_step, machine_record
+from benchmarks.timing import RESULTS, OurTrainStep, alternate, build_train_step, machine_record, previous_rows
 from core.build import build_modality, build_recipe
 from core.layers import SwiGLU
 from core.precision import compute_dtype
@@ -229,10 +229,11 @@ def main() -> None:
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--profile", action="store_true", help="also profile a full step, plain and fast")
     parser.add_argument("--out", type=Path, default=RESULTS / "hot_paths")
+    parser.add_argument("--append", action="store_true", help="add to the rows already in --out")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
+    rows = previous_rows(args.out.with_suffix(".csv")) if args.append else []
     with tempfile.TemporaryDirectory() as folder:
         root = parity.class_folders(Path(folder), SIZES["num_classes"])
         cfg = parity.compose(our_overrides(SIZES) + [f"modality.data_root={root}", *args.overrides])
@@ -246,7 +247,8 @@ def main() -> None:
         if args.profile:
             from benchmarks.step_profile import profile_plain_and_fast
             profile_plain_and_fast(cfg, args.out.with_name(args.out.name + "_profile"))
-    write_table(rows, args.out)
+    if rows:
+        write_table(rows, args.out)
 
 
 def write_table(rows: list[dict], out: Path) -> None:

@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 
 from benchmarks import official_parity as parity
-from benchmarks.timing import RESULTS, OurTrainStep, alternate, build_train_step, machine_record
+from benchmarks.timing import (RESULTS, OurTrainStep, alternate, build_train_step, machine_record,
+                               previous_rows)
 
 SIZES = {"depth": 4, "width": 256, "heads": 4, "latent_channels": 32, "in_context_tokens": 8, "in_context_start": 2,
          "decoder_depth": 4, "decoder_width": 256, "decoder_heads": 4, "decoder_mlp": 1024, "num_classes": 10,
@@ -159,7 +160,7 @@ def measure(setup: str, unite_module, optim_module, cfg, sizes: dict, rounds: in
 def write_results(rows: list[dict], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| setup | threads | official s/step | ours s/step | official/ours | load (1 min) |", "|---|---|---|---|---|---|"]
@@ -199,9 +200,11 @@ def main() -> None:
     parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=SETUPS)
     parser.add_argument("--compile", action="store_true", help="also time ours with trainer.compile=true")
     parser.add_argument("--out", type=Path, default=RESULTS / "official_parity_speed")
+    parser.add_argument("--append", action="store_true", help="add to the rows already in --out (one table from "
+                        "several invocations, each under the 10-minute limit of a shared machine)")
     args = parser.parse_args()
     unite_module, optim_module = parity.import_official(args.checkout.resolve())
-    rows = []
+    rows = previous_rows(args.out.with_suffix(".csv")) if args.append else []
     with tempfile.TemporaryDirectory() as folder:
         root = parity.class_folders(Path(folder), SIZES["num_classes"])
         cfg = parity.compose(our_overrides(SIZES) + [f"modality.data_root={root}"])

@@ -22,6 +22,7 @@ from core.precision import autocast_for, cpu_flags, cpu_has_native_bf16, cpu_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+TEXT_COLUMNS = ("commit", "cpu", "cpu_flags", "gpu", "torch", "python", "path", "setup", "note", "case")
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "bf16", "sve")
 
 
@@ -39,6 +40,23 @@ def machine_record(device: torch.device | None = None) -> dict:
             "cpu_native_bf16": cpu_has_native_bf16(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "load_1min": round(os.getloadavg()[0], 2), "gpu": gpu, "torch": torch.__version__,
             "python": platform.python_version(), "commit": commit()}
+
+
+def previous_rows(csv_path: Path) -> list[dict]:
+    """Rows of an earlier run's CSV (for --append), numbers as numbers."""
+    import csv
+    if not csv_path.is_file():
+        return []
+
+    def value(key: str, text: str):
+        if key in TEXT_COLUMNS:  # a commit such as 1234e56 is not a number
+            return text
+        try:
+            return float(text) if any(c in text for c in ".e") else int(text)
+        except ValueError:
+            return text
+    with open(csv_path, newline="") as handle:
+        return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
 def synchronize(device: torch.device) -> None:
