@@ -17,6 +17,8 @@ call, what the code did before each change.
   sdpa_mask    an all-True key mask on every attention call (as before) vs no mask without padding; fwd+bwd
   swiglu       gate/value as `.chunk` views of one product vs two products on the weight's halves; fwd+bwd
   rope_tables  cos/sin tables for every batch row vs one row broadcast; fwd+bwd
+  modules      the three above on the changed module alone (fwd+bwd at the denoise pass's shapes), where a
+               local speed-up is not lost in the whole step's noise
   autocast     float32 vs bf16 autocast (what trainer.precision=auto picks here is in the row); fwd+bwd
   compile      eager vs torch.compile of every transformer block (trainer.compile); fwd+bwd
   all          everything plain vs everything fast; full steps with Muon + AdamW (the official optimiser)
@@ -47,8 +49,8 @@ from core.layers import SwiGLU
 from core.precision import compute_dtype
 from core.rope import RotaryEmbedding
 
-PATHS = ("muon_ns", "fused_adamw", "sdpa_mask", "swiglu", "rope_tables", "autocast", "compile", "all", "sampler",
-         "packing")
+PATHS = ("muon_ns", "fused_adamw", "sdpa_mask", "swiglu", "rope_tables", "modules", "autocast", "compile", "all",
+         "sampler", "packing")
 PLAIN_CHANGES = ("muon_ns", "fused_adamw", "sdpa_mask", "swiglu", "rope_tables")
 
 
@@ -138,9 +140,15 @@ def compare(plain, fast, plain_changes, embedder_class, batch, batch_size: int, 
         plain_loss = fixed_loss(plain, batch, batch_size)
     difference = abs(plain_loss - fixed_loss(fast, batch, batch_size))
     result = alternate({"plain": call(plain, plain_changes), "fast": call(fast, ())}, rounds, warmup)
-    return {"plain_s": result["median"]["plain"], "fast_s": result["median"]["fast"],
-            "plain_over_fast": result["ratio_to_first"]["fast"], "loss_difference": difference,
-            "loss": plain_loss}
+    row = {"plain_s": result["median"]["plain"], "fast_s": result["median"]["fast"],
+           "plain_over_fast": result["ratio_to_first"]["fast"], "loss_difference": difference, "loss": plain_loss}
+    if full_step and plain is not fast:  # both took the same steps on the same batch and draws
+        with plain_path(plain_changes, embedder_class):
+            plain_loss = fixed_loss(plain, batch, batch_size)
+        after = fixed_loss(fast, batch, batch_size)
+        row["note"] = (f"after {warmup + rounds} steps each: loss {plain_loss:.6f} (plain) vs {after:.6f} (fast), "
+                       f"difference {abs(plain_loss - after):.1e}")
+    return row
 
 
 # ---------------------------------------------------------------------------------- the paths
@@ -156,6 +164,9 @@ def measure_path(path: str, cfg, rounds: int, warmup: int) -> dict:
     if path in ("sdpa_mask", "swiglu", "rope_tables"):
         step = build_step(cfg, "adamw")
         return compare(step, step, [path], PatchEmbedder, batch, b, False, rounds, warmup)
+    if path == "modules":
+        return [{"path": f"{name} (module alone)", **measure_module(name, cfg, 10 * rounds, warmup)}
+                for name in ("sdpa_mask", "swiglu", "rope_tables")]
     if path == "autocast":
         plain, fast = build_step(cfg, "adamw", precision="fp32"), build_step(cfg, "adamw", precision="bf16")
         row = compare(plain, fast, [], None, batch, b, False, rounds, warmup)
@@ -173,6 +184,45 @@ def measure_path(path: str, cfg, rounds: int, warmup: int) -> dict:
         from benchmarks.molecule_packing import measure_packing
         return measure_packing(rounds, warmup)
     raise ValueError(path)
+
+
+def measure_module(path: str, cfg, rounds: int, warmup: int) -> dict:
+    """The changed module alone, forward + backward, at the shapes of the denoise pass of the hot-path model
+    (K B rows of N_lat + in-context tokens): its local speed-up, which a whole step may hide in noise."""
+    from core.layers import Attention
+    torch.manual_seed(0)
+    width, heads = cfg.model.width, cfg.model.heads
+    rows = cfg.recipe.flow_draws_per_sample * SIZES["batch"]
+    tokens = (SIZES["image_size"] // SIZES["patch_size"]) ** 2 + cfg.model.in_context_tokens
+    x = torch.randn(rows, tokens, width, requires_grad=True)
+    if path == "swiglu":
+        module = SwiGLU(width, cfg.model.mlp_ratio)
+        fast, plain = (lambda: module(x)), (lambda: chunked_swiglu(module, x))
+    elif path == "sdpa_mask":
+        module = Attention(width, heads, qk_norm=True)
+        mask = torch.ones(rows, 1, 1, tokens, dtype=torch.bool)
+        fast, plain = (lambda: module(x, None, None)), (lambda: module(x, mask, None))
+    else:  # rope_tables: table construction and rotation of q and k, as one attention call does
+        rope = RotaryEmbedding(width // heads, 1)
+        coords = torch.arange(tokens, dtype=torch.float32).view(1, -1, 1).expand(rows, -1, 1)
+        q = torch.randn(rows, heads, tokens, width // heads, requires_grad=True)
+        from core.rope import apply_rotary
+
+        def rotate(tables):
+            return apply_rotary(q, *tables) + apply_rotary(q.flip(1), *tables)
+        fast, plain = (lambda: rotate(rope(coords))), (lambda: rotate(per_row_rotary(rope, coords)))
+
+    def fwd_bwd(function):
+        def run():
+            out = function()
+            out.backward(torch.ones_like(out))
+        return run
+    result = alternate({"plain": fwd_bwd(plain), "fast": fwd_bwd(fast)}, rounds, warmup)
+    with torch.no_grad():
+        difference = float((plain() - fast()).abs().max())
+    return {"plain_s": result["median"]["plain"], "fast_s": result["median"]["fast"],
+            "plain_over_fast": result["ratio_to_first"]["fast"], "loss_difference": difference,
+            "note": f"forward + backward on [{rows}, {tokens}, {width}]; difference = max |output|", "rounds": rounds}
 
 
 def old_generate(recipe, num_samples: int, labels, num_steps: int, guidance_scale: float, device):
@@ -240,7 +290,7 @@ def main() -> None:
         for path in args.paths:
             measured = measure_path(path, cfg, args.rounds, args.warmup)
             for result in measured if isinstance(measured, list) else [measured]:
-                row = {"path": path, **result, "rounds": args.rounds, **machine_record()}
+                row = {"path": path, "rounds": args.rounds, **result, **machine_record()}
                 rows.append(row)
                 print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()
                        if k not in ("cpu_flags", "python")}, flush=True)
