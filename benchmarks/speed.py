@@ -14,12 +14,14 @@ Configured by configs/speed.yaml and its `speed_suite` group (configs/speed_suit
   <name>_flops.csv      FLOPs per sample and per device step, counted on the meta device, and the step time
                         (and samples/s) that 40 % MFU would give on an H100 / H200 (989 TFLOP/s dense bf16)
   <name>_train.png, <name>_sampling.png
+  <name>.md             the four tables in one page, with the machine record
 Every row carries the machine record (benchmarks/timing.py). Random weights throughout: the figures are
 speeds, not results (an adaptive solver's NFE depends on the weights, so only fixed-step solvers are listed).
 """
 from __future__ import annotations
 
 import csv
+import os
 import resource
 import statistics
 import sys
@@ -92,6 +94,7 @@ class TokenCounter:
 # ---------------------------------------------------------------------------------- training
 def train_case(case: DictConfig, suite: DictConfig, device: torch.device, folder: Path) -> dict:
     batch_size = case.batch_size
+    load = round(os.getloadavg()[0], 2)  # the machine's other work when the case began
     cfg = train_config(case.overrides, folder, [f"trainer.batch_size={batch_size}", f"trainer.precision={suite.precision}"])
     step = build_train_step(cfg, device=device)
     modality = build_modality(cfg)
@@ -135,7 +138,7 @@ def train_case(case: DictConfig, suite: DictConfig, device: torch.device, folder
             "loader_share_of_step": loader_seconds / seconds, "num_workers": cfg.trainer.num_workers,
             "flops_per_step": flops, "achieved_tflops": flops / seconds / 1e12,
             "mfu": "" if peak is None else flops / seconds / peak, "peak_memory_mb": peak_memory_mb(device),
-            "rounds": suite.rounds}
+            "rounds": suite.rounds, "load_1min_at_start": load}
 
 
 # ---------------------------------------------------------------------------------- sampling
@@ -156,7 +159,7 @@ def sampling_rows(case: DictConfig, suite: DictConfig, device: torch.device, fol
                     return recipe.generate(batch_size, labels, solver=solver, num_steps=steps, shift=None,
                                            guidance_scale=case.guidance_scale, guidance_interval=(0.1, 1.0),
                                            rtol=1e-4, atol=1e-4, device=device, precision=suite.precision)
-                times = []
+                times, load = [], round(os.getloadavg()[0], 2)
                 for index in range(suite.warmup + suite.rounds):
                     evaluations[0] = 0
                     synchronize(device)
@@ -168,7 +171,8 @@ def sampling_rows(case: DictConfig, suite: DictConfig, device: torch.device, fol
                 rows.append({"case": case.name, "overrides": " ".join(case.overrides), "solver": solver,
                              "steps": steps, "batch_size": batch_size, "guidance_scale": case.guidance_scale,
                              "seconds": seconds, "samples_per_s": batch_size / seconds, "nfe": evaluations[0],
-                             "s_per_nfe": seconds / max(evaluations[0], 1), "rounds": suite.rounds})
+                             "s_per_nfe": seconds / max(evaluations[0], 1), "rounds": suite.rounds,
+                             "load_1min_at_start": load})
     hook.remove()
     return rows
 
@@ -296,6 +300,49 @@ def write_csv(rows: list[dict], path: Path, record: dict) -> None:
         writer.writerows(rows)
 
 
+def markdown_table(rows: list[dict], columns: dict[str, str]) -> list[str]:
+    """`columns` maps a row key to its header; floats print with 4 significant digits."""
+    def cell(value):
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+    lines = ["| " + " | ".join(columns.values()) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(cell(row.get(key, "")) for key in columns) + " |" for row in rows]
+
+
+def write_markdown(results: dict[str, list[dict]], path: Path, record: dict, rounds: int) -> None:
+    lines = []
+    for row in results["train"]:
+        row["gflops_per_step"] = row["flops_per_step"] / 1e9
+        row["achieved_gflops"] = row["achieved_tflops"] * 1e3
+    parts = {
+        "train": ("Training steps (median of the timed full steps)",
+                  {"case": "case", "batch_size": "batch", "compute_dtype": "dtype", "optimizer": "optimizer",
+                   "packing": "packing", "step_s": "s/step", "samples_per_s": "samples/s", "tokens_per_s": "tokens/s",
+                   "loader_share_of_step": "loader / step", "gflops_per_step": "GFLOP/step",
+                   "achieved_gflops": "GFLOP/s", "mfu": "MFU", "peak_memory_mb": "peak MB",
+                   "load_1min_at_start": "load"}),
+        "sampling": ("Sampling (random weights, decoding included)",
+                     {"case": "case", "solver": "solver", "steps": "steps", "batch_size": "batch",
+                      "guidance_scale": "CFG", "seconds": "s", "samples_per_s": "samples/s", "nfe": "NFE",
+                      "s_per_nfe": "s/NFE", "load_1min_at_start": "load"}),
+        "evaluation": ("Evaluation", {"what": "what", "items": "items", "seconds": "s", "items_per_s": "items/s",
+                                      "note": "note"}),
+        "flops": ("FLOPs per step and the step time at 40 % MFU on one H100 / H200 (989 TFLOP/s dense bf16)",
+                  {"case": "case", "kind": "kind", "flops_per_sample": "FLOP/sample",
+                   "per_device_batch": "batch / GPU", "flops_per_device_step": "FLOP/step",
+                   "h100_h200_s_per_step_at_40pct_mfu": "s/step at 40 % MFU",
+                   "samples_per_s_at_40pct_mfu": "samples/s at 40 % MFU", "note": "note"}),
+    }
+    for part, (title, columns) in parts.items():
+        if results[part]:
+            lines += [f"## {title}", "", *markdown_table(results[part], columns), ""]
+    native = "native bf16" if record["cpu_native_bf16"] else "no native bf16"
+    lines.append(f"{record['gpu'] or record['cpu']} ({record['cpu_flags']}; {native}), {record['threads']} thread(s), "
+                 f"load (1 min) {record['load_1min']} at the end, torch {record['torch']}, commit {record['commit']}, "
+                 f"{rounds} timed rounds per case. A `sample` FLOPs row's step is the whole sampling run of one "
+                 "batch: every network evaluation and the decoding. Load is the 1-minute average when a case began.")
+    path.write_text("\n".join(lines) + "\n")
+
+
 def plot(train: list[dict], sampling: list[dict], out_dir: Path, name: str, record: dict) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
@@ -374,6 +421,7 @@ def run_suite(cfg: DictConfig) -> dict[str, list[dict]]:
     for part, rows in results.items():
         write_csv(rows, out_dir / f"{cfg.name}_{part}.csv", record)
     plot(results["train"], results["sampling"], out_dir, cfg.name, record)
+    write_markdown(results, out_dir / f"{cfg.name}.md", record, suite.rounds)
     print(f"wrote {out_dir}/{cfg.name}_*.csv and .png")
     return results
 
