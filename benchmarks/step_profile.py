@@ -1,20 +1,26 @@
-"""Where the time of one full UNITE step goes, on the plain path and on the fast path (hot_paths --profile).
+"""Where the time of one full UNITE step goes, on the plain path and on the fast path.
 
-Two views, both medians over alternating steps: phases (forward, backward, clip + optimisers, EMA) timed
+    python -m benchmarks.run step_profile [--threads 1] [--rounds 3] [override ...]    (or hot_paths --profile)
+
+The step is hot_paths' side-by-side model (official options, GE 4 x 256, batch 16, K = 3) with Muon + AdamW;
+"plain" puts back every change hot_paths measures (torch's bf16 Newton-Schulz, loop AdamW, all-True masks,
+chunked SwiGLU, per-row RoPE tables), "fast" is the code as it is. Two views, both medians over alternating steps: phases (forward, backward, clip + optimisers, EMA) timed
 with a clock, and op families (matrix products, attention, elementwise, copies, norms and reductions,
 rest) from torch.profiler's self CPU time over the same steps.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.timing import machine_record
+from benchmarks.timing import RESULTS, machine_record
 
 FAMILIES = {
     "matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm", "aten::matmul",
@@ -120,3 +126,48 @@ def write(rows: list[dict], out: Path) -> None:
     figure.tight_layout()
     figure.savefig(out.with_suffix(".png"), dpi=110)
     plt.close(figure)
+    write_markdown(rows, out.with_suffix(".md"))
+
+
+def write_markdown(rows: list[dict], path: Path) -> None:
+    """One table per view: seconds per step plain and fast, and each part's share of its step."""
+    lines = []
+    for view in ("phase", "op family"):
+        parts = list(dict.fromkeys(r["part"] for r in rows if r["view"] == view))
+        seconds = {(r["variant"], r["part"]): r["seconds"] for r in rows if r["view"] == view}
+        totals = {v: sum(seconds.get((v, p), 0.0) for p in parts) for v in ("plain", "fast")}
+        lines += [f"| {view} | plain s | plain share | fast s | fast share |", "|---|---|---|---|---|"]
+        for part in parts + ["total"]:
+            plain = totals["plain"] if part == "total" else seconds.get(("plain", part), 0.0)
+            fast = totals["fast"] if part == "total" else seconds.get(("fast", part), 0.0)
+            lines.append(f"| {part} | {plain:.3f} | {100 * plain / totals['plain']:.0f} % | {fast:.3f} | "
+                         f"{100 * fast / totals['fast']:.0f} % |")
+        lines.append("")
+    first = rows[0]
+    lines.append(f"{first['cpu']} ({first['cpu_flags']}; native bf16: {first['cpu_native_bf16']}), torch "
+                 f"{first['torch']}, {first['threads']} thread(s), load (1 min) {first['load_1min']}, commit "
+                 f"{first['commit']}. Phases: medians of clocked steps; op families: torch.profiler self CPU "
+                 "time, mean per step (the profiler's own overhead included).")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    from benchmarks import official_parity as parity
+    from benchmarks.official_parity_speed import SIZES, our_overrides
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS / "step_profile")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        root = parity.class_folders(Path(folder), SIZES["num_classes"])
+        cfg = parity.compose(our_overrides(SIZES) + [f"modality.data_root={root}", *args.overrides])
+        rows = profile_plain_and_fast(cfg, args.out, args.rounds)
+    for row in rows:
+        print(f"{row['variant']:5s} {row['view']:9s} {row['part']:26s} {row['seconds']:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
