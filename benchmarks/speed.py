@@ -395,6 +395,12 @@ def plot(train: list[dict], sampling: list[dict], out_dir: Path, name: str, reco
 
 def run_suite(cfg: DictConfig) -> dict[str, list[dict]]:
     suite = cfg.speed_suite
+    for part in ("train", "sampling", "flops"):
+        names = [case.name for case in suite[part]]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"speed_suite.{part}: case names {repeated} repeat; rows and plot lines are keyed by "
+                             "name, so give each case its own")
     suite_settings = OmegaConf.create({**OmegaConf.to_container(suite), "precision": cfg.precision})
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
