@@ -29,12 +29,15 @@ from core.checkpoint import (CheckpointError, capture_rng_state, compare_configs
                              newest_loadable_checkpoint, restore_rng_state, save_checkpoint)
 from core.data_order import ResumableSampler
 from core.distributed import World, all_reduce_mean, init_world, ranks_agree
+from core.compilation import compile_blocks
 from core.ema import EMA
 from core.evaluation import generate_and_write, reconstruction_report
 from core.lr_schedule import lr_multiplier
 from core.metrics_log import MetricsLog
 from core.noise_streams import global_positions, stream_seeds
 from core.optim import build_optimizer
+from core.packing import set_packing
+from core.precision import autocast_for, compute_dtype
 from core.sample import upgrade_checkpoint
 from core.trainer_config import validate_trainer_config
 
@@ -78,12 +81,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def autocast_for(device: torch.device, precision: str):
-    if device.type == "cuda" and precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def resume_state(cfg: DictConfig, ckpt_dir: Path, device: torch.device) -> tuple[Path, dict] | None:
@@ -141,7 +138,12 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     recipe = build_recipe(cfg, modality).to(world.device)
     ema = EMA(recipe, tc.ema_decay)
     optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum,
-                                tc.muon_split)
+                                tc.muon_split, tc.fused_adamw, tc.muon_ns_dtype)
+    set_packing(recipe, tc.packing)
+    if tc.compile:
+        compile_blocks(recipe)
+    if world.is_main:
+        print(f"compute dtype {compute_dtype(world.device, tc.precision)} (trainer.precision={tc.precision})")
     multiplier = lr_multiplier(OmegaConf.to_container(tc.lr_schedule), epoch_steps, tc.max_steps)
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, multiplier) for o in optimizer.optimizers]
     seed_everything(tc.seed + world.rank)  # per-process randomness of the data side (e.g. image flips)
