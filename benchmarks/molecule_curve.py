@@ -1,7 +1,8 @@
 """Molecule designs side by side at the same CPU budget, evaluated along the way:
 
     python -m benchmarks.run molecule_curve [--designs frame coordinates ...] [--minutes 20] [--every 5]
-        [--parallel 2] [--reconstruct 1000] [--generate 1000] [--name molecule_curve] [-- override ...]
+        [--parallel 2] [--reconstruct 1000] [--generate 1000] [--name molecule_curve] [--work-dir DIR]
+        [-- override ...]
 
 Each design is a `core.train` run of the default molecule config plus its overrides (a name of DESIGNS, or
 `name=key=value,key=value` for any other), for the same training minutes at one torch thread each, `--parallel`
@@ -11,7 +12,9 @@ full harness evaluates (stability, validity under every bond route, uniqueness, 
 Writes under benchmarks/results/<name>/: curve.csv (one row per checkpoint), table.md (the last checkpoint of
 each design), one PNG per metric against training minutes, and run.json (machine, load, versions, commit).
 Minutes are CPU minutes of the training process (`trainer.time_limit_clock=process`), so designs get equal
-budgets even when the machine is shared; wall time is recorded beside them.
+budgets even when the machine is shared; wall time is recorded beside them. With --work-dir, a design whose
+run there finished (summary.json written) is evaluated again without training (an interrupted invocation's
+finished runs are kept; an unfinished one trains from the start).
 """
 from __future__ import annotations
 
@@ -288,7 +291,11 @@ def main() -> None:
     print(f"molecule_curve: runs in {work}", flush=True)
     jobs = [(name, [*args.overrides, *overrides], work / name) for name, _, overrides in designs]
     started = time.monotonic()
-    run_in_batches(jobs, args.parallel, lambda job: train_design(*job, args.minutes, args.every))
+    trained = [job for job in jobs if (job[2] / "summary.json").is_file()] if args.work_dir else []
+    if trained:
+        print("molecule_curve: kept (trained by an earlier invocation): " + ", ".join(j[0] for j in trained))
+    run_in_batches([job for job in jobs if job not in trained], args.parallel,
+                   lambda job: train_design(*job, args.minutes, args.every))
     record["load_average_after_training"] = os.getloadavg()
     record["training_wall_minutes"] = (time.monotonic() - started) / 60
     with ProcessPoolExecutor(max_workers=args.parallel, mp_context=get_context("spawn")) as pool:
