@@ -244,18 +244,23 @@ def import_official(checkout: Path):
     return unite_module, optim_module
 
 
-def official_model(unite_module, weight_seed: int):
-    unite_module.ENCODER_CONFIGS["Parity"] = (SIZES["depth"], SIZES["width"], SIZES["heads"])
-    unite_module.DECODER_CONFIGS["Parity"] = (SIZES["decoder_depth"], SIZES["decoder_width"], SIZES["decoder_heads"],
-                                              SIZES["decoder_mlp"])
-    cfg = {"encoder_model_size": "Parity", "decoder_model_size": "Parity", "patch_size": SIZES["patch_size"],
-           "diffusion_input_dim": SIZES["latent_channels"], "in_content_start": SIZES["in_context_start"],
-           "in_content_len": SIZES["in_context_tokens"], "use_qknorm_encoder": True,
+def build_official_unite(unite_module, sizes: dict, latents: int, name: str):
+    """Their UNITE class at `sizes` (our size names), registered under `name`; their defaults elsewhere."""
+    unite_module.ENCODER_CONFIGS[name] = (sizes["depth"], sizes["width"], sizes["heads"])
+    unite_module.DECODER_CONFIGS[name] = (sizes["decoder_depth"], sizes["decoder_width"], sizes["decoder_heads"],
+                                          sizes["decoder_mlp"])
+    cfg = {"encoder_model_size": name, "decoder_model_size": name, "patch_size": sizes["patch_size"],
+           "diffusion_input_dim": sizes["latent_channels"], "in_content_start": sizes["in_context_start"],
+           "in_content_len": sizes["in_context_tokens"], "use_qknorm_encoder": True,
            "modulation_recon_timestep_max": 0.01, "noising_t_start": 0.7, "timestep_shift_mode": "manual",
-           "timestep_shift_alpha": 0.5, "flow_steps_per_recon": SIZES["flow_draws"],
-           "flow_mini_batch": SIZES["flow_draws"], "lognorm_mu": 0.0, "lognorm_sigma": 1.0,
+           "timestep_shift_alpha": 0.5, "flow_steps_per_recon": sizes["flow_draws"],
+           "flow_mini_batch": sizes["flow_draws"], "lognorm_mu": 0.0, "lognorm_sigma": 1.0,
            "loss": {"perceptual_weight": 0.0, "gen_loss_weight": 1.0}}
-    model = unite_module.UNITE(cfg, num_latent_tokens=256, num_classes=SIZES["num_classes"]).double()
+    return unite_module.UNITE(cfg, num_latent_tokens=latents, num_classes=sizes["num_classes"])
+
+
+def official_model(unite_module, weight_seed: int):
+    model = build_official_unite(unite_module, SIZES, 256, "Parity").double()
     seeded = [(n, p) for n, p in model.named_parameters() if p.requires_grad or n.endswith("t_embedder.W")]
     with torch.no_grad():
         for name, parameter in seeded:
@@ -276,7 +281,8 @@ def official_outputs(model, optim_module, checkout: Path, inputs: dict, lr_steps
         out["time_embedding"] = encoder.t_embedder(inputs["times"])
         calls = []
         hook = encoder.register_forward_pre_hook(lambda m, args, kwargs: calls.append((args, kwargs)), with_kwargs=True)
-        out["tokenize"] = model.encoder_layer_norm(model.encode(inputs["images01"]))
+        torch.manual_seed(draw_seed)  # their encode pass draws its noise from the global generator: seeded, so
+        out["tokenize"] = model.encoder_layer_norm(model.encode(inputs["images01"]))  # the fixture is reproducible
         hook.remove()
         draws["encode_noise"], draws["encode_t"] = calls[0][0][0].clone(), calls[0][1]["t"].double().clone()
         pos = model.latent_tokens.expand(b, -1, -1)

@@ -58,18 +58,8 @@ def our_overrides(sizes: dict) -> list[str]:
 # ---------------------------------------------------------------------------------- the official side
 def official_model(unite_module, sizes: dict):
     """Their UNITE at `sizes`, with their patch embedding and decoder classes built at the image size."""
-    unite_module.ENCODER_CONFIGS["Speed"] = (sizes["depth"], sizes["width"], sizes["heads"])
-    unite_module.DECODER_CONFIGS["Speed"] = (sizes["decoder_depth"], sizes["decoder_width"], sizes["decoder_heads"],
-                                             sizes["decoder_mlp"])
-    cfg = {"encoder_model_size": "Speed", "decoder_model_size": "Speed", "patch_size": sizes["patch_size"],
-           "diffusion_input_dim": sizes["latent_channels"], "in_content_start": sizes["in_context_start"],
-           "in_content_len": sizes["in_context_tokens"], "use_qknorm_encoder": True,
-           "modulation_recon_timestep_max": 0.01, "noising_t_start": 0.7, "timestep_shift_mode": "manual",
-           "timestep_shift_alpha": 0.5, "flow_steps_per_recon": sizes["flow_draws"],
-           "flow_mini_batch": sizes["flow_draws"], "lognorm_mu": 0.0, "lognorm_sigma": 1.0,
-           "loss": {"perceptual_weight": 0.0, "gen_loss_weight": 1.0}}
     latents = (sizes["image_size"] // sizes["patch_size"]) ** 2
-    model = unite_module.UNITE(cfg, num_latent_tokens=latents, num_classes=sizes["num_classes"])
+    model = parity.build_official_unite(unite_module, sizes, latents, "Speed")
     model.patch_embed = unite_module.ViTMAEEmbeddings(image_size=sizes["image_size"], patch_size=sizes["patch_size"],
                                                       num_channels=3, hidden_size=sizes["width"])
     model.num_image_patches = model.patch_embed.num_patches
