@@ -59,7 +59,7 @@ def phased_step(step, batch, batch_size: int) -> dict[str, float]:
     step.optimizer.step()
     step.optimizer.zero_grad(set_to_none=True)
     times["clip + optimizers"], clock = time.perf_counter() - clock, time.perf_counter()
-    step.ema.update(step.recipe)
+    step.ema.update(step.recipe, step.step_index + 1)
     times["EMA"] = time.perf_counter() - clock
     step.step_index += 1
     return times

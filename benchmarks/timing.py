@@ -115,7 +115,7 @@ class OurTrainStep:
         for scheduler in self.schedulers:
             scheduler.step()
         if self.ema is not None:
-            self.ema.update(self.recipe)
+            self.ema.update(self.recipe, self.step_index + 1)
         self.step_index += 1
         return loss
 
@@ -136,7 +136,7 @@ def build_train_step(cfg, optimizer_name: str | None = None, fused_adamw: bool |
     optimizer = build_optimizer(recipe, optimizer_name or tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps,
                                 tc.muon_momentum, tc.muon_split, tc.fused_adamw if fused_adamw is None else fused_adamw,
                                 tc.muon_ns_dtype)
-    ema = EMA(recipe, tc.ema_decay)
+    ema = EMA(recipe, tc.ema_decay, tc.ema_warmup)
     set_packing(recipe, tc.packing)
     if tc.compile if compiled is None else compiled:
         compile_blocks(recipe)

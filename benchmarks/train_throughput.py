@@ -40,7 +40,7 @@ def main() -> None:
     modality = build_modality(cfg)
     dataset = modality.dataset("train")
     recipe = build_recipe(cfg, modality).to(device)
-    ema = EMA(recipe, cfg.trainer.ema_decay)
+    ema = EMA(recipe, cfg.trainer.ema_decay, cfg.trainer.ema_warmup)
     tc = cfg.trainer
     optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum,
                                 tc.muon_split)
@@ -59,7 +59,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(recipe.parameters(), tc.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        ema.update(recipe)
+        ema.update(recipe, index + 1)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if index >= args.warmup:

@@ -1,4 +1,4 @@
-"""Generate from a checkpoint (EMA weights):
+"""Generate from a checkpoint (EMA weights; `weights=raw` for the optimizer's):
 
     python -m core.sample checkpoint=runs/molecule/<run>/checkpoints/step_000001000.pt num_samples=1000 \
         [out_dir=...] [sampler.solver=heun sampler.num_steps=50 sampler.guidance_scale=...] [device=auto] \
@@ -62,10 +62,17 @@ def with_evaluation_overrides(run_cfg: DictConfig, overrides: DictConfig) -> Dic
     return run_cfg
 
 
-def load_for_sampling(checkpoint: Path, evaluation_overrides: DictConfig, device: torch.device):
-    """(EMA model on `device`, its modality, the checkpoint's run config, its step) from a step_*.pt file."""
+WEIGHTS = {"ema": "ema", "raw": "model"}  # sample.yaml `weights` -> the checkpoint entry it reads
+
+
+def load_for_sampling(checkpoint: Path, evaluation_overrides: DictConfig, device: torch.device,
+                      weights: str = "ema"):
+    """(model on `device`, its modality, the checkpoint's run config, its step) from a step_*.pt file;
+    weights: ema (the EMA weights) or raw (the optimizer's weights, for runs too short for their EMA)."""
+    if weights not in WEIGHTS:
+        raise ConfigError(f"weights={weights!r}: choose one of {sorted(WEIGHTS)}")
     state = load_checkpoint(Path(checkpoint), map_location="cpu")
-    run_cfg, weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state["ema"])
+    run_cfg, weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state[WEIGHTS[weights]])
     run_cfg = with_evaluation_overrides(run_cfg, evaluation_overrides)
     modality = build_modality(run_cfg)
     model = build_recipe(run_cfg, modality)
@@ -77,11 +84,11 @@ def sample(cfg: DictConfig) -> dict:
     if cfg.checkpoint is None:
         raise ValueError("core.sample needs checkpoint=<path to a step_*.pt file>")
     world = init_world(cfg.device)
-    model, modality, run_cfg, step = load_for_sampling(cfg.checkpoint, cfg.evaluation, world.device)
+    model, modality, run_cfg, step = load_for_sampling(cfg.checkpoint, cfg.evaluation, world.device, cfg.weights)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.checkpoint).parent.parent / f"samples_step{step}"
     summary = generate_and_write(model, modality, cfg.sampler, cfg.num_samples, out_dir, world.device, cfg.seed)
     has_evaluation = "evaluation" in run_cfg.modality  # a modality without the group has none to record
-    summary.update(checkpoint=str(cfg.checkpoint), step=step,
+    summary.update(checkpoint=str(cfg.checkpoint), step=step, weights=cfg.weights,
                    evaluation=OmegaConf.to_container(run_cfg.modality.evaluation) if has_evaluation else None)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

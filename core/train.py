@@ -136,7 +136,7 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
                          f"trainer.batch_size={tc.batch_size}; lower the batch size or use more data")
     seed_everything(tc.seed)  # the same initial weights in every process (and as a one-process run)
     recipe = build_recipe(cfg, modality).to(world.device)
-    ema = EMA(recipe, tc.ema_decay)
+    ema = EMA(recipe, tc.ema_decay, tc.ema_warmup)
     optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum,
                                 tc.muon_split, tc.fused_adamw, tc.muon_ns_dtype)
     set_packing(recipe, tc.packing)
@@ -239,8 +239,8 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
             optimizer.zero_grad(set_to_none=True)
             for scheduler in schedulers:
                 scheduler.step()
-            ema.update(recipe)
             step += 1
+            ema.update(recipe, step)
             samples_since_log += tc.batch_size
             progress.update(1)
             step_parts["grad_norm"] = grad_norm.detach().float()

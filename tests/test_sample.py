@@ -84,3 +84,18 @@ def test_upgrade_fills_image_decoder_keys_of_image_runs_only():
     molecule = OmegaConf.create({"model": {}, "modality": {"name": "molecule", "decoder": {"depth": 2}}})
     assert "architecture" not in upgrade_checkpoint(molecule, {})[0].modality.decoder
     assert "preload" not in upgrade_checkpoint(molecule, {})[0].modality
+
+
+def test_raw_weights_are_the_optimizers_and_unknown_weights_are_named(checkpoint):
+    import torch
+    from omegaconf import OmegaConf
+
+    from core.checkpoint import load_checkpoint
+    from core.sample import load_for_sampling
+    state = load_checkpoint(checkpoint)
+    for weights, entry in (("ema", "ema"), ("raw", "model")):
+        model = load_for_sampling(checkpoint, OmegaConf.create({}), torch.device("cpu"), weights)[0]
+        assert all(torch.equal(value, state[entry][key]) for key, value in model.state_dict().items())
+    assert any(not torch.equal(state["ema"][k], state["model"][k]) for k in state["model"])
+    with pytest.raises(ConfigError, match="weights='best'"):
+        load_for_sampling(checkpoint, OmegaConf.create({}), torch.device("cpu"), "best")

@@ -52,26 +52,43 @@ def test_noise_stream_positions_follow_the_sampler_shards():
 
 def test_ema_update_formula():
     model = torch.nn.Linear(2, 2)
-    ema = EMA(model, decay=0.9)
+    ema = EMA(model, decay=0.9, warmup=False)
     before = ema.shadow.weight.clone()
     with torch.no_grad():
         model.weight.add_(1.0)
-    ema.update(model)
+    ema.update(model, 1)
     assert torch.allclose(ema.shadow.weight, 0.9 * before + 0.1 * model.weight)
     with pytest.raises(ValueError, match="ema_decay"):
-        EMA(model, 1.0)
+        EMA(model, 1.0, warmup=False)
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        ema.update(model, 0)
+
+
+def test_ema_warmup_decay_and_the_initial_weights_share():
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = EMA(model, decay=0.999, warmup=True)
+    assert ema.decay_at(1) == 2 / 11 and ema.decay_at(90) == 91 / 100 and ema.decay_at(10 ** 6) == 0.999
+    assert EMA(model, decay=0.999, warmup=False).decay_at(1) == 0.999
+    # the initial weights' share after n updates is prod (1 + t) / (10 + t) = 10! n! / (n + 9)! until the cap
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+        ema.shadow.weight.fill_(1.0)  # share of the initial weights = the shadow's value while the model is 0
+    for step in range(1, 101):
+        ema.update(model, step)
+    share = math.prod((1 + t) / (10 + t) for t in range(1, 101))
+    assert math.isclose(float(ema.shadow.weight), share, rel_tol=1e-5) and share < 1e-11  # plain 0.999: 0.905
 
 
 def test_ema_copies_buffers_by_name_when_the_copy_has_others():
     # deepcopy of e3nn's generated tensor products (experiment=qm9_unite_s) adds renamed constant buffers
     model = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(4))
-    ema = EMA(model, decay=0.9)
+    ema = EMA(model, decay=0.9, warmup=False)
     ema.shadow[0].register_buffer("_tensor_constant0", torch.zeros(3, 3, 3))
     with torch.no_grad():
         for index, bn in enumerate(model):
             bn.running_mean.fill_(index + 1.0)
             bn.num_batches_tracked.fill_(7)
-    ema.update(model)
+    ema.update(model, 1)
     for index, bn in enumerate(ema.shadow):
         assert torch.equal(bn.running_mean, torch.full_like(bn.running_mean, index + 1.0))
         assert int(bn.num_batches_tracked) == 7
