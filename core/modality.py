@@ -22,17 +22,20 @@ class LatentLayout:
     mask:      [B, N_lat] bool, True = a real token (molecules pad to the largest atom count).
     positions: [B, N_lat, A] coordinates for rotary embedding, or None for sets.
     slots:     [B, N_lat, D] learned slot embeddings added to the latent inputs in both passes, or None.
+    hidden:    [B, N_lat] bool, latent tokens the decoder sees as its learned mask token (l-DeTok's masking,
+               training only; core.generative_encoder.DecoderTrunk applies it), or None.
     """
 
     mask: torch.Tensor
     positions: torch.Tensor | None = None
     slots: torch.Tensor | None = None
+    hidden: torch.Tensor | None = None
 
     def repeat(self, k: int) -> "LatentLayout":
         """The layout of K stacked copies of the batch (K denoising draws per sample)."""
         def rep(x):
             return None if x is None else x.repeat(k, *([1] * (x.dim() - 1)))
-        return LatentLayout(rep(self.mask), rep(self.positions), rep(self.slots))
+        return LatentLayout(rep(self.mask), rep(self.positions), rep(self.slots), rep(self.hidden))
 
 
 @dataclass
