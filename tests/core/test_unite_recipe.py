@@ -165,9 +165,9 @@ def test_generate_uses_the_training_shift_unless_given(toy_recipe, monkeypatch):
     recipe, _ = toy_recipe()
     recipe.eval()
     grids = []
-    import core.recipes.unite as unite
-    real_integrate = unite.integrate
-    monkeypatch.setattr(unite, "integrate", lambda v, x0, solver, steps, shift, rtol, atol:
+    import core.recipes.base as base
+    real_integrate = base.integrate
+    monkeypatch.setattr(base, "integrate", lambda v, x0, solver, steps, shift, rtol, atol:
                         grids.append(shift) or real_integrate(v, x0, solver, steps, shift, rtol, atol))
     options = dict(solver="euler", num_steps=3, guidance_scale=2.0, guidance_interval=(0.1, 1.0), rtol=1e-4,
                    atol=1e-4, device=torch.device("cpu"))
