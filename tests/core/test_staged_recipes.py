@@ -1,0 +1,129 @@
+"""The staged recipes (two_stage, ldetok) on the toy point-set modality: what each stage trains, l-DeTok's
+hiding and mask token, the latent statistics, and the shared draws."""
+import math
+
+import pytest
+import torch
+
+from core.build import build_modality, build_recipe
+from core.linear_probe import fit_and_score
+from core.recipes.staged import DetokDraws
+from toy_modality.point_sets import register_point_sets
+
+TOY = ["modality=point_sets", "model.depth=2", "model.width=32", "model.heads=4", "trainer.out_dir=unused"]
+
+
+@pytest.fixture(scope="module")
+def toy_recipe(compose_config):
+    """toy_recipe(name, *overrides) -> (recipe in train mode, a batch of 6 point sets), seeded."""
+    register_point_sets()
+
+    def build(name, *overrides):
+        cfg = compose_config(TOY + [f"recipe={name}", *overrides])
+        modality = build_modality(cfg)
+        torch.manual_seed(0)
+        recipe = build_recipe(cfg, modality).train()
+        for parameter_name, parameter in recipe.named_parameters():  # leave the zero inits: outputs depend on inputs
+            if "final_layer" in parameter_name or "adaLN" in parameter_name:
+                torch.nn.init.normal_(parameter, std=0.05)
+        return recipe, modality.collate([modality.dataset("train")[i] for i in range(6)])
+    return build
+
+
+@pytest.mark.parametrize("name", ["unite", "two_stage", "ldetok"])
+def test_each_stage_trains_exactly_its_parts(toy_recipe, name):
+    """Trained parameters get a gradient (DDP needs every one), frozen ones none and stay in eval mode."""
+    recipe, batch = toy_recipe(name)
+    for stage in recipe.stages:
+        recipe.set_stage(stage)
+        recipe.train()
+        recipe.zero_grad(set_to_none=True)
+        loss, parts = recipe(batch, seeds=list(range(6)))
+        loss.backward()
+        assert math.isfinite(float(parts["loss"]))
+        trained = recipe.STAGES[stage]
+        for child_name, child in recipe.named_children():
+            for parameter_name, parameter in child.named_parameters(prefix=child_name):
+                assert (parameter.grad is not None) == (child_name in trained), (stage, parameter_name)
+            assert child.training == (child_name in trained), (stage, child_name)
+
+
+def test_staged_recipes_split_the_step_budget(toy_recipe):
+    recipe, _ = toy_recipe("two_stage", "recipe.stage_fractions.tokenizer=0.3", "recipe.stage_fractions.generator=0.7")
+    assert recipe.stage_steps(101) == [("tokenizer", 30), ("generator", 71)]
+    with pytest.raises(ValueError, match="shares must sum to 1"):
+        toy_recipe("two_stage", "recipe.stage_fractions.tokenizer=0.6")
+
+
+def test_ldetok_encoder_sees_only_visible_tokens_and_decoder_gets_its_mask_token(toy_recipe):
+    recipe, batch = toy_recipe("ldetok")
+    recipe.set_stage("tokenizer")
+    observation = recipe.embedder(batch)
+    draws = recipe.draw(observation.layout.mask, torch.float32, seeds=list(range(6)))
+    assert isinstance(draws, DetokDraws)
+    hidden = recipe.hidden_tokens(observation.layout, draws)
+    assert hidden.any() and not hidden.all(1).any()
+    captured = {}
+    original_decoder = recipe.decoder.forward
+    recipe.decoder.forward = lambda z, layout: captured.update(z=z, layout=layout) or original_decoder(z, layout)
+    recipe(batch, draws=draws)
+    # moving the hidden points changes neither the latents of the visible ones nor the decoder's output
+    moved = type(batch)(torch.where(hidden.unsqueeze(-1), batch.points + 5.0, batch.points), batch.labels)
+    first = captured["z"]
+    recipe(moved, draws=draws)
+    visible = ~hidden
+    assert torch.allclose(captured["z"][visible], first[visible], atol=1e-6)
+    assert torch.equal(captured["layout"].hidden, hidden)
+    trunk = recipe.decoder.trunk
+    changed = captured["z"].clone()
+    changed[hidden] = 100.0
+    layout = captured["layout"]
+    assert torch.allclose(trunk(changed, layout), trunk(captured["z"], layout), atol=1e-6)
+    # no corruption at inference: encode() is the plain tokenize pass
+    recipe.eval()
+    torch.manual_seed(3)
+    z, _ = recipe.encode(batch)
+    torch.manual_seed(3)
+    assert torch.equal(z, recipe.encoder.tokenize(recipe.embedder(batch)))
+
+
+def test_ldetok_per_sample_draws_cover_real_tokens_only(toy_recipe):
+    recipe, _ = toy_recipe("ldetok")
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[1, 9:] = False
+    draws = recipe.draw(mask, torch.float32, seeds=[11, 22, 33])
+    alone = recipe.draw(mask[1:2, :9], torch.float32, seeds=[22])
+    for name in ("corruption_eps", "mask_scores", "tokenize_noise"):
+        assert torch.equal(getattr(draws, name)[1, :9], getattr(alone, name)[0])
+        assert not getattr(draws, name)[1, 9:].any()
+    assert torch.equal(draws.corruption_tau[1], alone.corruption_tau[0]) and torch.equal(draws.mask_u[1], alone.mask_u[0])
+
+
+def test_generator_stage_standardises_latents_per_channel(toy_recipe):
+    recipe, batch = toy_recipe("two_stage", "recipe.standardization_samples=6")
+    recipe.set_stage("generator")
+    recipe.eval()
+    torch.manual_seed(1)  # pass 1's input noise: the same in both calls
+    recipe.prepare_stage("generator", iter([batch, batch]))  # one batch covers the 6 samples asked for
+    torch.manual_seed(1)
+    z, layout = recipe.encode(batch)
+    standardised = recipe.standardize(z)[layout.mask]
+    assert torch.allclose(standardised.mean(0), torch.zeros(z.shape[-1]), atol=1e-5)
+    assert torch.allclose(standardised.std(0, unbiased=False), torch.ones(z.shape[-1]), atol=1e-4)
+    assert torch.allclose(recipe.destandardize(recipe.standardize(z)), z, atol=1e-5)
+    points, _, generated = recipe.generate(2, torch.tensor([0, 1]), solver="euler", num_steps=2, shift=None,
+                                           guidance_scale=1.0, guidance_interval=(0.1, 1.0), rtol=1e-4, atol=1e-4,
+                                           device=torch.device("cpu"))
+    assert points.shape == (2, 12, 2) and generated.shape == (2, 12, 8)
+
+
+def test_logistic_probe_separates_linearly_separable_classes():
+    generator = torch.Generator().manual_seed(0)
+    centres = 3 * torch.randn(3, 5, generator=generator)
+    labels = torch.arange(300) % 3
+    features = centres[labels] + torch.randn(300, 5, generator=generator)
+    accuracy = fit_and_score(features[:200], labels[:200], features[200:], labels[200:], 3)
+    assert accuracy > 0.9
+    shuffled = fit_and_score(features[:200], labels[torch.randperm(200, generator=generator)], features[200:],
+                             labels[200:], 3)
+    assert shuffled < 0.6
