@@ -19,6 +19,7 @@ BENCHMARKS = {
     "guidance_sweep": "generate and evaluate a checkpoint's samples at several CFG scales",
     "image_run_report": "an image run's figures, sample grids and a reconstruction grid into results/",
     "molecule_curve": "molecule designs at the same CPU budget: reconstruction and generation vs minutes",
+    "recipes": "unite, two_stage, ldetok, aligntok at equal steps x batch on QM9 and CIFAR-10: table and plot",
     "image_probe_figures": "short image runs: speed, L1, PSNR, patch seam ratio, grids from raw weights",
     "official_parity": "build tests/fixtures/official_parity.pt from a checkout of the official UNITE code",
 }
