@@ -56,8 +56,9 @@ def start_stage(recipe, ema_model: torch.nn.Module, name: str, modality, dataset
                 device: torch.device, seed: int) -> None:
     """A stage starts (not resumes), after recipe.set_stage(name): the parts it freezes take their EMA
     weights; the recipe prepares (staged recipes measure their latent statistics) on training batches in
-    file order, with the data side's random draws (flips, rotations) and its own seeded and the global RNG
-    left untouched, so every process and a resumed run do the same; the EMA copy takes the buffers."""
+    file order, of the global batch size, with the data side's random draws (flips, rotations) and its own
+    seeded and the global RNG left untouched, so every process, any split of the batch and a resumed run do
+    the same; the EMA copy takes the buffers."""
     for live, shadow in zip(recipe.parameters(), ema_model.parameters()):
         if not live.requires_grad:
             live.copy_(shadow)

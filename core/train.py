@@ -153,7 +153,7 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
         """The stage's optimiser (its trained parameters only), LR schedule over its steps, and model wrapper."""
         recipe.set_stage(stage.name)
         if fresh:  # not when resuming inside the stage: the checkpoint holds what this did
-            start_stage(recipe, ema.shadow, stage.name, modality, train_set, micro_batch, world.device, tc.seed)
+            start_stage(recipe, ema.shadow, stage.name, modality, train_set, tc.batch_size, world.device, tc.seed)
         stage_optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps,
                                           tc.muon_momentum, tc.muon_split)
         multiplier = lr_multiplier(OmegaConf.to_container(tc.lr_schedule), epoch_steps, stage.steps)
