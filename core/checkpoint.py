@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 FORMAT_VERSION = 1
-NAME = re.compile(r"^step_(\d{9})(?:-([a-z0-9_]+))?\.pt$")  # step_000000500.pt or, multi-stage, step_000000500-tokenizer.pt
+# step_000000500.pt; a recipe of several stages names the stage: step_000000500-tokenizer.pt
+NAME = re.compile(r"^step_(\d{9})(?:-([a-z0-9_]+))?\.pt$")
 
 
 class CheckpointError(RuntimeError):

@@ -36,8 +36,8 @@ def image_folder(root: Path) -> Path:
 
 
 def run(launcher: list[str], data: Path, out: Path, recipe: list[str]) -> str:
-    command = launcher + ["-m", "core.train", *SETTINGS, *recipe, f"modality.data_root={data}", f"trainer.out_dir={out}",
-                          f"hydra.run.dir={out}/hydra"]
+    command = launcher + ["-m", "core.train", *SETTINGS, *recipe, f"modality.data_root={data}",
+                          f"trainer.out_dir={out}", f"hydra.run.dir={out}/hydra"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]

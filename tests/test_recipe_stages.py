@@ -80,7 +80,7 @@ def test_resume_inside_and_across_stages_is_exact(toy_config, tmp_path, one_thre
     train(toy_config("interrupted", "recipe=ldetok", "trainer.max_steps=8", "trainer.checkpoint_every=3",
                      "trainer.stop_after_stage=tokenizer"))
     (tmp_path / "interrupted" / "checkpoints").rename(tmp_path / "kept")
-    train(toy_config("interrupted", *common, "trainer.resume=" + str(tmp_path / "kept" / "step_000000004-tokenizer.pt")))
+    train(toy_config("interrupted", *common, f"trainer.resume={tmp_path / 'kept' / 'step_000000004-tokenizer.pt'}"))
     for name in list_checkpoints(tmp_path / "interrupted" / "checkpoints"):
         if "step_000000008" in name.name:
             name.unlink()  # as if killed between steps 6 and 8
@@ -107,7 +107,8 @@ def test_generator_starts_from_a_tokenizer_written_by_an_earlier_process(compose
     assert json.loads((first / "summary.json").read_text())["generation"].startswith("skipped")
     tokenizer = list_checkpoints(first / "checkpoints")[-1]
     assert tokenizer.name == "step_000000003-tokenizer.pt"
-    summary = train(compose_config(common + [f"trainer.resume={tokenizer}", f"trainer.out_dir={tmp_path / 'generator'}"]))
+    summary = train(compose_config(common + [f"trainer.resume={tokenizer}",
+                                             f"trainer.out_dir={tmp_path / 'generator'}"]))
     assert summary["steps"] == 6 and [s["stage"] for s in summary["stages"]] == ["generator"]
     assert summary["generation/samples"] == 4
     written = tokenizer_part(load_checkpoint(tokenizer)["ema"])

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from core.generative_encoder import GenerativeEncoder
 from core.modality import LatentLayout, Modality
-from core.recipes.staged import StagedRecipe
+from core.recipes.staged import NO_DECODER_NOISE, StagedRecipe
 
 DISTANCES = ("cosine", "mse")
 
@@ -47,22 +47,12 @@ class AlignTokRecipe(StagedRecipe):
     LOGGED = ("rec_loss", "semantic_loss", "gen_loss")
 
     def __init__(self, modality: Modality, embedder: nn.Module, encoder: GenerativeEncoder, decoder: nn.Module, *,
-                 foundation: nn.Module, semantic_weight: float, semantic_distance: str,
-                 stage_fractions: dict[str, float], latent_standardization: str, standardization_samples: int,
-                 flow_draws_per_sample: int, flow_chunk_size: int, gen_loss_form: str, gen_loss_over_draws: str,
-                 timestep_distribution: str, timestep_shift: float, logit_mean: float, logit_std: float,
-                 min_remaining_time: float):
+                 foundation: nn.Module, semantic_weight: float, semantic_distance: str, **options):
+        """options: the keys of StagedRecipe and LatentRecipe (configs/recipe/aligntok.yaml)."""
         if semantic_distance not in DISTANCES:
             raise ValueError(f"recipe.semantic_distance={semantic_distance!r}: choose one of {DISTANCES}")
         foundation.bind(modality)
-        super().__init__(modality, generator=encoder, latent_standardization=latent_standardization,
-                         standardization_samples=standardization_samples, stage_fractions=stage_fractions,
-                         flow_draws_per_sample=flow_draws_per_sample, flow_chunk_size=flow_chunk_size,
-                         gen_loss_form=gen_loss_form, gen_loss_over_draws=gen_loss_over_draws,
-                         timestep_distribution=timestep_distribution, timestep_shift=timestep_shift,
-                         logit_mean=logit_mean, logit_std=logit_std, min_remaining_time=min_remaining_time,
-                         decoder_noise="none", decoder_noise_probability=0.0, decoder_noise_t_min=1.0,
-                         decoder_noise_sigma=0.0)
+        super().__init__(modality, generator=encoder, **NO_DECODER_NOISE, **options)
         self.embedder = embedder  # the latent layout (grid positions, slots) only; never trained
         self.foundation = foundation
         self.reference = copy.deepcopy(foundation).requires_grad_(False)  # the original encoder, never trained

@@ -28,6 +28,9 @@ from core.recipes.base import JointDraws, LatentRecipe
 from core.transport import interpolative_latent_noise, mask_ratio, random_token_mask
 
 STANDARDIZATIONS = ("channel", "none")
+# recipes whose tokenizer has its own corruption (l-DeTok) or none (AlignTok) take no decoder-input noise
+NO_DECODER_NOISE = {"decoder_noise": "none", "decoder_noise_probability": 0.0, "decoder_noise_t_min": 1.0,
+                    "decoder_noise_sigma": 0.0}
 
 
 class StagedRecipe(LatentRecipe):
@@ -136,22 +139,12 @@ class TwoStageRecipe(StagedRecipe):
 
     STAGES = {"tokenizer": ("embedder", "encoder", "decoder"), "generator": ("generator",)}
 
-    def __init__(self, modality: Modality, embedder: nn.Module, encoder: GenerativeEncoder, decoder: nn.Module, *,
-                 stage_fractions: dict[str, float], latent_standardization: str, standardization_samples: int,
-                 flow_draws_per_sample: int, flow_chunk_size: int, gen_loss_form: str, gen_loss_over_draws: str,
-                 timestep_distribution: str, timestep_shift: float, logit_mean: float, logit_std: float,
-                 min_remaining_time: float, decoder_noise: str, decoder_noise_probability: float,
-                 decoder_noise_t_min: float, decoder_noise_sigma: float):
+    def __init__(self, modality: Modality, embedder: nn.Module, encoder: GenerativeEncoder, decoder: nn.Module,
+                 **options):
+        """options: the keys of StagedRecipe and LatentRecipe (configs/recipe/two_stage.yaml)."""
         generator = copy.deepcopy(encoder)  # the same GE size, its own weights
         generator.initialize_weights()
-        super().__init__(modality, generator=generator, latent_standardization=latent_standardization,
-                         standardization_samples=standardization_samples, stage_fractions=stage_fractions,
-                         flow_draws_per_sample=flow_draws_per_sample, flow_chunk_size=flow_chunk_size,
-                         gen_loss_form=gen_loss_form, gen_loss_over_draws=gen_loss_over_draws,
-                         timestep_distribution=timestep_distribution, timestep_shift=timestep_shift,
-                         logit_mean=logit_mean, logit_std=logit_std, min_remaining_time=min_remaining_time,
-                         decoder_noise=decoder_noise, decoder_noise_probability=decoder_noise_probability,
-                         decoder_noise_t_min=decoder_noise_t_min, decoder_noise_sigma=decoder_noise_sigma)
+        super().__init__(modality, generator=generator, **options)
         self.embedder = embedder
         self.encoder = encoder
         self.decoder = decoder
@@ -207,8 +200,7 @@ class DetokRecipe(TwoStageRecipe):
                              "min < max and 0 <= max < 1 (paper: -0.1 and 0.75)")
         if noise_gamma < 0:
             raise ValueError(f"recipe.noise_gamma must be >= 0, got {noise_gamma}")
-        super().__init__(modality, embedder, encoder, decoder, decoder_noise="none", decoder_noise_probability=0.0,
-                         decoder_noise_t_min=1.0, decoder_noise_sigma=0.0, **two_stage)
+        super().__init__(modality, embedder, encoder, decoder, **NO_DECODER_NOISE, **two_stage)
         decoder_trunk(self.decoder).add_mask_token()
         self.noise_gamma = noise_gamma
         self.mask_ratio_min, self.mask_ratio_max = mask_ratio_min, mask_ratio_max

@@ -5,35 +5,14 @@ import math
 import pytest
 import torch
 
-from core.build import build_modality, build_recipe
 from core.linear_probe import fit_and_score
 from core.recipes.staged import DetokDraws
-from toy_modality.point_sets import register_point_sets
-
-TOY = ["modality=point_sets", "model.depth=2", "model.width=32", "model.heads=4", "trainer.out_dir=unused"]
-
-
-@pytest.fixture(scope="module")
-def toy_recipe(compose_config):
-    """toy_recipe(name, *overrides) -> (recipe in train mode, a batch of 6 point sets), seeded."""
-    register_point_sets()
-
-    def build(name, *overrides):
-        cfg = compose_config(TOY + [f"recipe={name}", *overrides])
-        modality = build_modality(cfg)
-        torch.manual_seed(0)
-        recipe = build_recipe(cfg, modality).train()
-        for parameter_name, parameter in recipe.named_parameters():  # leave the zero inits: outputs depend on inputs
-            if "final_layer" in parameter_name or "adaLN" in parameter_name:
-                torch.nn.init.normal_(parameter, std=0.05)
-        return recipe, modality.collate([modality.dataset("train")[i] for i in range(6)])
-    return build
 
 
 @pytest.mark.parametrize("name", ["unite", "two_stage", "ldetok"])
 def test_each_stage_trains_exactly_its_parts(toy_recipe, name):
     """Trained parameters get a gradient (DDP needs every one), frozen ones none and stay in eval mode."""
-    recipe, batch = toy_recipe(name)
+    recipe, batch = toy_recipe(f"recipe={name}")
     for stage in recipe.stages:
         recipe.set_stage(stage)
         recipe.train()
@@ -49,14 +28,15 @@ def test_each_stage_trains_exactly_its_parts(toy_recipe, name):
 
 
 def test_staged_recipes_split_the_step_budget(toy_recipe):
-    recipe, _ = toy_recipe("two_stage", "recipe.stage_fractions.tokenizer=0.3", "recipe.stage_fractions.generator=0.7")
+    recipe, _ = toy_recipe("recipe=two_stage", "recipe.stage_fractions.tokenizer=0.3",
+                           "recipe.stage_fractions.generator=0.7")
     assert recipe.stage_steps(101) == [("tokenizer", 30), ("generator", 71)]
     with pytest.raises(ValueError, match="shares must sum to 1"):
-        toy_recipe("two_stage", "recipe.stage_fractions.tokenizer=0.6")
+        toy_recipe("recipe=two_stage", "recipe.stage_fractions.tokenizer=0.6")
 
 
 def test_ldetok_encoder_sees_only_visible_tokens_and_decoder_gets_its_mask_token(toy_recipe):
-    recipe, batch = toy_recipe("ldetok")
+    recipe, batch = toy_recipe("recipe=ldetok")
     recipe.set_stage("tokenizer")
     observation = recipe.embedder(batch)
     draws = recipe.draw(observation.layout.mask, torch.float32, seeds=list(range(6)))
@@ -88,7 +68,7 @@ def test_ldetok_encoder_sees_only_visible_tokens_and_decoder_gets_its_mask_token
 
 
 def test_ldetok_per_sample_draws_cover_real_tokens_only(toy_recipe):
-    recipe, _ = toy_recipe("ldetok")
+    recipe, _ = toy_recipe("recipe=ldetok")
     mask = torch.ones(3, 12, dtype=torch.bool)
     mask[1, 9:] = False
     draws = recipe.draw(mask, torch.float32, seeds=[11, 22, 33])
@@ -96,11 +76,12 @@ def test_ldetok_per_sample_draws_cover_real_tokens_only(toy_recipe):
     for name in ("corruption_eps", "mask_scores", "tokenize_noise"):
         assert torch.equal(getattr(draws, name)[1, :9], getattr(alone, name)[0])
         assert not getattr(draws, name)[1, 9:].any()
-    assert torch.equal(draws.corruption_tau[1], alone.corruption_tau[0]) and torch.equal(draws.mask_u[1], alone.mask_u[0])
+    for name in ("corruption_tau", "mask_u"):
+        assert torch.equal(getattr(draws, name)[1], getattr(alone, name)[0])
 
 
 def test_generator_stage_standardises_latents_per_channel(toy_recipe):
-    recipe, batch = toy_recipe("two_stage", "recipe.standardization_samples=6")
+    recipe, batch = toy_recipe("recipe=two_stage", "recipe.standardization_samples=6")
     recipe.set_stage("generator")
     recipe.eval()
     torch.manual_seed(1)  # pass 1's input noise: the same in both calls
