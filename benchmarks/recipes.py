@@ -19,7 +19,8 @@ Training compute is the training process's CPU time (smoke and cpu settings: one
 its wall time (gpu). Writes under benchmarks/results/<name>/: table.md (the final checkpoint of each
 recipe), rows.csv (every evaluated checkpoint), generation_vs_compute.png, run.json (setting, machine,
 commands, wall times). AlignTok is images only and needs a local DINOv2 file; without --dinov2-weights
-its row says so.
+its row says so. With --work-dir, runs finished there by an earlier invocation are kept (not trained
+again) and interrupted ones resume; a resumed run's training time adds up its processes.
 """
 from __future__ import annotations
 
@@ -50,21 +51,22 @@ class Setting:
     overrides: tuple[str, ...]          # Hydra overrides of `python -m core.train` for every recipe
     steps: int                          # optimiser steps (all stages together)
     batch: int
-    points: tuple[float, ...] = (0.5, 0.75, 1.0)  # shares of the budget whose checkpoints are evaluated
+    points: tuple[float, ...] = (0.75, 1.0)  # shares of the budget whose checkpoints are evaluated
     reconstruct: int = 1000             # molecules: test molecules reconstructed
     generate: int = 1000                # molecules: generated molecules
     reference: str | None = "qm9"       # molecules: novelty/FCD reference
-    rfid: int = 500                     # images: test images in PSNR/SSIM/rFID
+    rfid: int = 250                     # images: test images in PSNR/SSIM/rFID
     gfid: int = 500                     # images: generated images per gFID
-    scales: tuple[float, ...] = (1.0, 1.5, 2.5)  # images: the CFG sweep of the final checkpoint
-    fid_reference_images: int | None = 2000      # images: training images in the gFID statistics (None = all)
+    scales: tuple[float, ...] = (1.0, 2.0)       # images: the CFG sweep of the final checkpoint
+    fid_reference_images: int | None = 1000      # images: training images in the gFID statistics (None = all)
     probe: tuple[int, int] = (5000, 1000)        # images: linear probe on (train, test) samples
     threads: int | None = 1             # torch threads per run (None: the device decides)
     staged: tuple[str, ...] = ()        # overrides of the staged recipes only
 
 
 SETTINGS: dict[str, dict[str, Setting]] = {
-    # CPU-sized: GE-tiny and the modality defaults; about 1.5 h on a shared 2-core machine, 2 runs at a time
+    # CPU-sized: GE-tiny and the modality defaults, 2 runs at a time at one thread each (Inception on a CPU
+    # thread, ~0.2-0.3 s per image, limits the image sets); see benchmarks/results/recipes/README.md for its time
     "cpu": {"molecule": Setting(("modality=molecule",), steps=400, batch=64),
             "image": Setting(("modality=image",), steps=1000, batch=64)},
     # A larger setting for a GPU (not run here: no GPU was lent): GE-S, QM9 and CIFAR-10 at patch 4
@@ -108,11 +110,25 @@ def recipe_overrides(modality: str, recipe: str, setting_name: str, weights: str
 
 def training_minutes(run_dir: Path, step: int, clock: str) -> float:
     """Training time at `step` (all stages), interpolated between the rows of metrics.jsonl; clock:
-    process_seconds (this process's CPU time) or wall_seconds."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    points = sorted((r["step"], r[clock]) for r in rows if clock in r)
-    steps, seconds = zip(*([(0, 0.0)] + points))
+    process_seconds (the training process's CPU time) or wall_seconds. A resumed run's clock starts again:
+    the time of the earlier processes (to their last row) is added."""
+    offset, previous, points = 0.0, 0.0, [(0, 0.0)]
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if clock not in row:
+            continue
+        if row[clock] < previous:  # a new process
+            offset += previous
+        previous = row[clock]
+        points = [(s, t) for s, t in points if s < row["step"]] + [(row["step"], offset + row[clock])]
+    steps, seconds = zip(*points)
     return float(np.interp(step, steps, seconds)) / 60.0
+
+
+def finished(run_dir: Path, steps: int) -> bool:
+    """A run of an earlier invocation (same --work-dir) that reached the budget: kept, not trained again."""
+    return any(int(p.name[5:14]) == steps for p in (run_dir / "checkpoints").glob("step_*.pt")) \
+        and (run_dir / "summary.json").is_file()
 
 
 def start_training(run: dict, setting: Setting) -> subprocess.Popen:
@@ -120,7 +136,7 @@ def start_training(run: dict, setting: Setting) -> subprocess.Popen:
     command = [sys.executable, "-m", "core.train", *setting.overrides, *run["overrides"],
                f"trainer.max_steps={setting.steps}", f"trainer.batch_size={setting.batch}",
                f"trainer.checkpoint_every={max(1, setting.steps // 4)}", "trainer.keep_checkpoints=1000",
-               "trainer.evaluate_at_end=false", f"trainer.out_dir={out}"]
+               "trainer.evaluate_at_end=false", "trainer.resume=auto", f"trainer.out_dir={out}"]
     if setting.threads is not None:
         command.append(f"trainer.threads={setting.threads}")
     out.mkdir(parents=True, exist_ok=True)
@@ -294,7 +310,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="runs trained (and evaluated) at once")
     parser.add_argument("--name", default="recipes")
     parser.add_argument("--results-dir", default=str(RESULTS))
-    parser.add_argument("--work-dir", default=None, help="where runs go (default: a temporary folder)")
+    parser.add_argument("--work-dir", default=None, help="where runs go (default: a temporary folder); runs "
+                        "finished there by an earlier invocation are kept, interrupted ones resume")
     args = parser.parse_args()
     settings = {m: SETTINGS[args.setting][m] for m in args.modalities}
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="recipes_"))
@@ -311,9 +328,14 @@ def main() -> None:
     record = {"setting": args.setting, "settings": {m: asdict(s) for m, s in settings.items()},
               "absent": {f"{m}/{r}": why for (m, r), why in absent.items()}, **machine_record()}
     started = time.monotonic()
-    jobs = [(f"{r['modality']}/{r['recipe']}", r, Path(r["out_dir"])) for r in runs]
+    jobs = [(f"{r['modality']}/{r['recipe']}", r, Path(r["out_dir"])) for r in runs
+            if not finished(Path(r["out_dir"]), settings[r["modality"]].steps)]
+    record["kept_from_earlier_invocation"] = [r["out_dir"] for r in runs if r["out_dir"] not in
+                                              {str(job[2]) for job in jobs}]
     run_in_batches(jobs, args.parallel, lambda job: start_training(job[1], settings[job[1]["modality"]]))
     record["training_wall_minutes"] = (time.monotonic() - started) / 60
+    for run in runs:
+        run["command"] = (Path(run["out_dir"]) / "command.txt").read_text().strip()
     record["runs"] = runs
     with ProcessPoolExecutor(max_workers=args.parallel, mp_context=get_context("spawn")) as pool:
         rows = [row for run_rows in pool.map(evaluate_run, [(r["modality"], r["recipe"], r["out_dir"],
