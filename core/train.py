@@ -269,16 +269,15 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
             # a signal stops the run, the stage's time budget ends the stage; every process agrees on both at
             # the same step (clocks and signals differ between processes)
             flags = torch.tensor([float(stop.signal_name is not None),
-                                  float(stage.seconds is not None and budget_clock() - budget_start > stage.seconds)],
-                                 device=world.device)
+                                  float(stage.seconds is not None and budget_clock() - budget_start > stage.seconds)])
             if world.size > 1:
-                flags = all_reduce_mean(flags, world)
+                flags = all_reduce_mean(flags.to(world.device), world).cpu()
             if float(flags[0]) > 0:
                 stop_reason = f"signal {stop.signal_name}" if stop.signal_name else "another process stopped"
             stage_over = stage_step >= stage.steps or float(flags[1]) > 0
             last_step = stage_over or stop_reason != "max_steps"
             if step % tc.log_every == 0 or last_step:  # the last step is always logged
-                steps_in_window = tc.log_every if step % tc.log_every == 0 else step % tc.log_every
+                steps_in_window = samples_since_log // tc.batch_size  # since the last row (a stage end logs too)
                 row = {k: float(all_reduce_mean(v / steps_in_window, world)) for k, v in running.items()}
                 elapsed = time.monotonic() - log_clock
                 row.update(step=step, epoch=epoch, stage=stage.name, stage_step=stage_step,

@@ -69,6 +69,19 @@ def test_stage_checkpoints_and_frozen_parts(toy_config, tmp_path):
     assert all(math.isnan(r["gen_loss"]) for r in rows[:4]) and all(math.isnan(r["rec_loss"]) for r in rows[4:])
 
 
+def test_logged_rows_average_the_steps_since_the_last_row(toy_config, tmp_path):
+    """A stage end writes a row, so the next window is shorter than trainer.log_every."""
+    common = ["recipe=two_stage", "trainer.max_steps=8", "trainer.checkpoint_every=100"]
+    train(toy_config("every", *common))
+    train(toy_config("windows", *common, "trainer.log_every=3"))
+    every = {r["step"]: r["loss"] for r in MetricsLog(tmp_path / "every", True).rows() if "loss" in r}
+    windows = {r["step"]: r["loss"] for r in MetricsLog(tmp_path / "windows", True).rows() if "loss" in r}
+    assert sorted(windows) == [3, 4, 6, 8]
+    for end, first in ((3, 1), (4, 4), (6, 5), (8, 7)):
+        expected = sum(every[s] for s in range(first, end + 1)) / (end + 1 - first)
+        assert windows[end] == pytest.approx(expected, rel=1e-5), end
+
+
 def test_resume_inside_and_across_stages_is_exact(toy_config, tmp_path, one_thread):
     common = ["recipe=ldetok", "trainer.max_steps=8", "trainer.checkpoint_every=3"]
     train(toy_config("straight", *common))
