@@ -7,6 +7,7 @@ import torch
 
 from core.linear_probe import fit_and_score
 from core.recipes.staged import DetokDraws
+from core.stages import plan_stages
 
 
 @pytest.mark.parametrize("name", ["unite", "two_stage", "ldetok"])
@@ -33,6 +34,17 @@ def test_staged_recipes_split_the_step_budget(toy_recipe):
     assert recipe.stage_steps(101) == [("tokenizer", 30), ("generator", 71)]
     with pytest.raises(ValueError, match="shares must sum to 1"):
         toy_recipe("recipe=two_stage", "recipe.stage_fractions.tokenizer=0.6")
+
+
+def test_stage_plan_shares_steps_and_time_and_refuses_an_empty_stage(toy_recipe):
+    recipe, _ = toy_recipe("recipe=two_stage")
+    stages = plan_stages(recipe, 10, 600.0)
+    assert [(s.name, s.steps, s.seconds, s.checkpoint_tag) for s in stages] == [
+        ("tokenizer", 5, 300.0, "tokenizer"), ("generator", 5, 300.0, "generator")]
+    unite, _ = toy_recipe()
+    assert [(s.name, s.steps, s.checkpoint_tag) for s in plan_stages(unite, 10, None)] == [("joint", 10, None)]
+    with pytest.raises(ValueError, match="without a step"):
+        plan_stages(recipe, 1, None)
 
 
 def test_ldetok_encoder_sees_only_visible_tokens_and_decoder_gets_its_mask_token(toy_recipe):
