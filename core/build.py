@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 # Config groups that define the network: a checkpoint resumes only under the same values.
 # Data-only modality keys (subsets, cache folder) may change between runs.
 MODEL_DEFINING_GROUPS = ("model", "recipe", "modality")
-DATA_ONLY_MODALITY_KEYS = ("train_subset", "eval_subset", "cache_dir", "data_root", "evaluation")
+DATA_ONLY_MODALITY_KEYS = ("train_subset", "eval_subset", "cache_dir", "data_root", "evaluation", "preload")
 
 
 class ConfigError(ValueError):

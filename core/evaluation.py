@@ -8,6 +8,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from core.compilation import compile_blocks
+
 
 @torch.no_grad()
 def reconstruction_report(model, modality, split: str, max_batches: int, batch_size: int,
@@ -45,6 +47,8 @@ def generate_and_write(model, modality, sampler_cfg, num_samples: int, out_dir: 
                        seed: int) -> dict:
     """Generate num_samples in batches with the configured solver; the modality writes the files."""
     model.eval()
+    if sampler_cfg.compile:
+        compile_blocks(model)
     torch.manual_seed(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +63,7 @@ def generate_and_write(model, modality, sampler_cfg, num_samples: int, out_dir: 
         prediction, layout, _ = model.generate(
             n, labels, solver=sampler_cfg.solver, num_steps=sampler_cfg.num_steps, shift=sampler_cfg.shift,
             guidance_scale=sampler_cfg.guidance_scale, guidance_interval=tuple(sampler_cfg.guidance_interval),
-            rtol=sampler_cfg.rtol, atol=sampler_cfg.atol, device=device)
+            rtol=sampler_cfg.rtol, atol=sampler_cfg.atol, device=device, precision=sampler_cfg.precision)
         predictions.append(prediction)
         layouts.append(layout)
         labels_all.append(labels)

@@ -19,10 +19,13 @@ from torch.utils.checkpoint import checkpoint
 from core.layers import (FinalLayer, FourierTimestepEmbedder, LabelEmbedder, TimestepEmbedder, TransformerBlock,
                          key_padding_to_attention_mask, xavier_init_linear)
 from core.modality import LatentLayout, Observation
-from core.rope import RotaryEmbedding
+from core.packing import pack_tokens
+from core.rope import RotaryEmbedding, concat_tokens
 
 
 class GenerativeEncoder(nn.Module):
+    packing = "none"  # trainer.packing: padded batches run packed (core/packing.py)
+
     def __init__(self, depth: int, width: int, heads: int, mlp_ratio: float, qk_norm: bool,
                  latent_channels: int, num_classes: int, class_dropout: float, in_context_tokens: int,
                  in_context_start: int, rope_axes: int, tokenize_t_max: float, latent_norm_affine: bool,
@@ -112,14 +115,15 @@ class GenerativeEncoder(nn.Module):
         x = self.latent_in(latent_input)  # [B, N_lat, D]
         if layout.slots is not None:
             x = x + layout.slots
-        token_mask, positions = layout.mask, layout.positions
+        token_mask, positions, padded = layout.mask, layout.positions, layout.padded
         if observation is not None:
             if observation.latent_hints is not None:
                 x = x + observation.latent_hints
             x = torch.cat([x, observation.tokens.to(x.dtype)], dim=1)  # [B, N_lat + N_obs, D]
             token_mask = torch.cat([token_mask, observation.mask], dim=1)
+            padded = padded or observation.padded
             if positions is not None:
-                positions = torch.cat([positions, observation.positions], dim=1)
+                positions = concat_tokens(positions, observation.positions)
         if self.rotary is not None and self.rope_positions == "sequence":
             positions = torch.arange(x.shape[1], device=x.device, dtype=torch.float32).view(1, -1, 1).expand(b, -1, 1)
         if self.rotary is not None and positions is None:
@@ -128,31 +132,45 @@ class GenerativeEncoder(nn.Module):
         y = self.y_embedder(labels, b, x.device, force_null=force_null_class, drop=class_drop)  # [B, D]
         c = self.t_embedder(t) + y
         rotary = self.rotary(positions) if self.rotary is not None else None
-        attention_mask = key_padding_to_attention_mask(token_mask)
+        # no mask without padding: SDPA then takes its fused kernel (and no [B, 1, 1, N] mask is read)
+        attention_mask = key_padding_to_attention_mask(token_mask) if padded else None
+        packed = None
+        if self.packing != "none" and padded:
+            if self.in_context_tokens:
+                raise ValueError("trainer.packing does not support in-context class tokens (model.in_context_tokens > 0)")
+            packed = pack_tokens(token_mask, self.packing)
+            x, rotary = packed.pack(x), packed.pack_rotary(rotary)
+            if packed.block_diagonal is not None:
+                attention_mask = packed.block_diagonal
 
         for index, block in enumerate(self.blocks):
             if self.in_context_tokens and index == self.in_context_start:
                 # Class tokens join the sequence here (official UNITE: 32 tokens from block 4 on);
                 # they sit at coordinate 0, where the rotary embedding is the identity.
-                x, attention_mask, rotary = self._append_class_tokens(x, y, token_mask, positions)
+                x, attention_mask, rotary = self._append_class_tokens(x, y, token_mask, positions, padded)
             if self.gradient_checkpointing and self.training:
-                x = checkpoint(block, x, c, attention_mask, rotary, use_reentrant=False)
+                x = checkpoint(block, x, c, attention_mask, rotary, packed, use_reentrant=False)
             else:
-                x = block(x, c, attention_mask, rotary)
+                x = block(x, c, attention_mask, rotary, packed)
+        if packed is not None:
+            x = packed.unpack(x)
         offset = self.in_context_tokens if self.in_context_tokens else 0
         latent_out = x[:, offset:offset + n_lat]
         return self.latent_norm(self.final_layer(latent_out, c))  # [B, N_lat, C]
 
-    def _append_class_tokens(self, x, y, token_mask, positions):
+    def _append_class_tokens(self, x, y, token_mask, positions, padded: bool):
         b = x.shape[0]
         context = y.unsqueeze(1) + self.in_context_pos  # [B, T, D]
         x = torch.cat([context.to(x.dtype), x], dim=1)
-        mask = torch.cat([torch.ones(b, self.in_context_tokens, dtype=torch.bool, device=x.device), token_mask], 1)
+        attention_mask = None
+        if padded:
+            mask = torch.cat([torch.ones(b, self.in_context_tokens, dtype=torch.bool, device=x.device), token_mask], 1)
+            attention_mask = key_padding_to_attention_mask(mask)
         rotary = None
         if self.rotary is not None:
-            zeros = positions.new_zeros(b, self.in_context_tokens, positions.shape[-1])
-            rotary = self.rotary(torch.cat([zeros, positions], dim=1))
-        return x, key_padding_to_attention_mask(mask), rotary
+            zeros = positions.new_zeros(1, self.in_context_tokens, positions.shape[-1]).expand(b, -1, -1)
+            rotary = self.rotary(concat_tokens(zeros, positions))
+        return x, attention_mask, rotary
 
 
 class DecoderTrunk(nn.Module):
@@ -164,6 +182,8 @@ class DecoderTrunk(nn.Module):
     A learned mask token (l-DeTok) exists only after `add_mask_token()`, called by the recipes that hide
     latent tokens (`LatentLayout.hidden`): every parameter must get a gradient in every step (DDP).
     """
+
+    packing = "none"  # trainer.packing (core/packing.py)
 
     def __init__(self, latent_channels: int, depth: int, width: int, heads: int, mlp_ratio: float,
                  qk_norm: bool, rope_axes: int):
@@ -190,10 +210,15 @@ class DecoderTrunk(nn.Module):
             # torch.where, even where nothing is hidden: the mask token always gets a (zero) gradient
             x = torch.where(layout.hidden.unsqueeze(-1), self.mask_token.to(x.dtype), x)
         rotary = self.rotary(layout.positions) if self.rotary is not None else None
-        attention_mask = key_padding_to_attention_mask(layout.mask)
+        attention_mask = key_padding_to_attention_mask(layout.mask) if layout.padded else None
+        packed = pack_tokens(layout.mask, self.packing) if self.packing != "none" and layout.padded else None
+        if packed is not None:
+            x, rotary = packed.pack(x), packed.pack_rotary(rotary)
+            if packed.block_diagonal is not None:
+                attention_mask = packed.block_diagonal
         for block in self.blocks:
-            x = block(x, None, attention_mask, rotary)
-        return self.norm(x)
+            x = block(x, None, attention_mask, rotary, packed)
+        return self.norm(x if packed is None else packed.unpack(x))
 
 
 def decoder_trunk(decoder: nn.Module) -> DecoderTrunk:

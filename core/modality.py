@@ -24,18 +24,31 @@ class LatentLayout:
     slots:     [B, N_lat, D] learned slot embeddings added to the latent inputs in both passes, or None.
     hidden:    [B, N_lat] bool, latent tokens the decoder sees as its learned mask token (l-DeTok's masking,
                training only; core.generative_encoder.DecoderTrunk applies it), or None.
+    padded:    False when every token is real (images): attention then runs without a mask, on the
+               faster kernel. A flag, not a look at `mask`, so that no step waits for the GPU to answer.
+    Positions and slots that are the same for every sample may be expanded views (stride 0 on the batch
+    axis); they stay views through `repeat`, and the rotary tables are then computed once, not per row.
     """
 
     mask: torch.Tensor
     positions: torch.Tensor | None = None
     slots: torch.Tensor | None = None
     hidden: torch.Tensor | None = None
+    padded: bool = True
 
     def repeat(self, k: int) -> "LatentLayout":
         """The layout of K stacked copies of the batch (K denoising draws per sample)."""
-        def rep(x):
-            return None if x is None else x.repeat(k, *([1] * (x.dim() - 1)))
-        return LatentLayout(rep(self.mask), rep(self.positions), rep(self.slots), rep(self.hidden))
+        return LatentLayout(repeat_rows(self.mask, k), repeat_rows(self.positions, k), repeat_rows(self.slots, k),
+                            repeat_rows(self.hidden, k), self.padded)
+
+
+def repeat_rows(x: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    """K stacked copies along the batch axis; a view when every row is one (a stride-0 expansion)."""
+    if x is None:
+        return None
+    if x.stride(0) == 0:
+        return x[:1].expand(k * x.shape[0], *x.shape[1:])
+    return x.repeat(k, *([1] * (x.dim() - 1)))
 
 
 @dataclass
@@ -48,6 +61,7 @@ class Observation:
     latent_hints:  [B, N_lat, D] added to latent slot i's input in pass 1 only (molecules: a projection
                    of atom i's token, which pairs latent i with atom i without any index embedding), or None.
     layout:        the latent layout this observation implies.
+    padded:        False when every observation token is real (see LatentLayout.padded).
     """
 
     tokens: torch.Tensor
@@ -55,6 +69,7 @@ class Observation:
     positions: torch.Tensor | None
     latent_hints: torch.Tensor | None
     layout: LatentLayout
+    padded: bool = True
 
 
 @runtime_checkable

@@ -9,8 +9,19 @@ import torch
 import torch.nn as nn
 
 
+def concat_tokens(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Coordinates [B, N1, A] and [B, N2, A] -> [B, N1 + N2, A]; when both are the same for every sample
+    (stride-0 expansions), the result is one row expanded, so its tables are computed once."""
+    if first.stride(0) == 0 and second.stride(0) == 0:
+        return torch.cat([first[:1], second[:1]], dim=1).expand(first.shape[0], -1, -1)
+    return torch.cat([first, second], dim=1)
+
+
 class RotaryEmbedding(nn.Module):
-    """cos/sin tables for coordinates [B, N, A] -> ([B, 1, N, head_dim], [B, 1, N, head_dim])."""
+    """cos/sin tables for coordinates [B, N, A] -> ([B, 1, N, head_dim], [B, 1, N, head_dim]).
+
+    Coordinates shared by every sample (a stride-0 expansion, as images give) give tables of batch 1
+    that broadcast, instead of B identical copies rebuilt on every pass."""
 
     def __init__(self, head_dim: int, num_axes: int, base: float = 10000.0):
         super().__init__()
@@ -28,6 +39,8 @@ class RotaryEmbedding(nn.Module):
     def forward(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if coords.shape[-1] != self.num_axes:
             raise ValueError(f"RoPE built for {self.num_axes} axes got coordinates of shape {tuple(coords.shape)}")
+        if coords.shape[0] > 1 and coords.stride(0) == 0:
+            coords = coords[:1]
         # Angles in float32 whatever the model's dtype (the official tables are float32 too).
         angles = (coords.float().unsqueeze(-1) * self.inv_freq.float()).flatten(-2)  # [B, N, A * pairs]
         pad = self.head_dim // 2 - angles.shape[-1]  # head dims not divisible by 2A rotate by 0

@@ -32,6 +32,7 @@ KEYS_ADDED_LATER = {
                       "time_embedding": "sinusoidal", "rope_positions": "grid"},
     ("modality.decoder", "image"): {"architecture": "rope", "latent_width": None, "head": "linear",
                                     "conv_head_features": 32},
+    ("modality", "image"): {"preload": False},
 }
 # Weights that earlier versions of the UNITE recipe built but never used (DDP needs every parameter to get a
 # gradient); recipe=ldetok has this one and keeps it.

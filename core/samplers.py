@@ -35,9 +35,10 @@ def classifier_free_guidance(denoise: Callable[[torch.Tensor, torch.Tensor, torc
     """
     if scale == 1.0:
         return lambda x, t: denoise(x, t, labels)
+    both_labels = torch.cat([labels, null_labels])  # once, not per step
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        both = denoise(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null_labels]))
+        both = denoise(torch.cat([x, x]), torch.cat([t, t]), both_labels)
         conditional, unconditional = both.chunk(2)
         w = broadcast_time(guidance_scale_at(t, scale, interval), x)
         return unconditional + w * (conditional - unconditional)

@@ -14,8 +14,11 @@ right stage; the last checkpoint of a stage is where the next one starts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 from torch.utils.data import DataLoader
+
+from core.ema import copy_buffers
 
 
 @dataclass(frozen=True)
@@ -66,5 +69,4 @@ def start_stage(recipe, ema_model: torch.nn.Module, name: str, modality, dataset
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         recipe.prepare_stage(name, (modality.batch_to(batch, device) for batch in loader))
-    for live, shadow in zip(recipe.buffers(), ema_model.buffers()):
-        shadow.copy_(live)
+    copy_buffers(recipe, ema_model)  # by name (core/ema.py: e3nn's copies name their constants differently)

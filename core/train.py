@@ -30,12 +30,16 @@ from core.checkpoint import (CheckpointError, capture_rng_state, compare_configs
                              newest_loadable_checkpoint, restore_rng_state, save_checkpoint)
 from core.data_order import ResumableSampler
 from core.distributed import World, all_reduce_mean, init_world, ranks_agree
+from core.compilation import compile_blocks
 from core.ema import EMA
 from core.evaluation import generate_and_write, reconstruction_report
 from core.lr_schedule import lr_multiplier
 from core.metrics_log import MetricsLog
 from core.noise_streams import global_positions, stream_seeds
 from core.optim import build_optimizer
+from core.packing import set_packing
+from core.precision import autocast_for, compute_dtype
+from core.sample import upgrade_checkpoint
 from core.stages import Stage, plan_stages, stage_of_checkpoint, start_stage
 from core.trainer_config import validate_trainer_config
 
@@ -79,12 +83,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def autocast_for(device: torch.device, precision: str):
-    if device.type == "cuda" and precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def resume_state(cfg: DictConfig, ckpt_dir: Path, device: torch.device) -> tuple[Path, dict] | None:
@@ -141,6 +139,11 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     seed_everything(tc.seed)  # the same initial weights in every process (and as a one-process run)
     recipe = build_recipe(cfg, modality).to(world.device)
     ema = EMA(recipe, tc.ema_decay)
+    set_packing(recipe, tc.packing)
+    if tc.compile:
+        compile_blocks(recipe)
+    if world.is_main:
+        print(f"compute dtype {compute_dtype(world.device, tc.precision)} (trainer.precision={tc.precision})")
     seed_everything(tc.seed + world.rank)  # per-process randomness of the data side (e.g. image flips)
     sampler = ResumableSampler(len(train_set), tc.seed, shuffle=True, rank=world.rank, world_size=world.size)
     defining = model_defining_config(cfg)
@@ -155,7 +158,7 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
         if fresh:  # not when resuming inside the stage: the checkpoint holds what this did
             start_stage(recipe, ema.shadow, stage.name, modality, train_set, tc.batch_size, world.device, tc.seed)
         stage_optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps,
-                                          tc.muon_momentum, tc.muon_split)
+                                          tc.muon_momentum, tc.muon_split, tc.fused_adamw, tc.muon_ns_dtype)
         multiplier = lr_multiplier(OmegaConf.to_container(tc.lr_schedule), epoch_steps, stage.steps)
         stage_schedulers = [torch.optim.lr_scheduler.LambdaLR(o, multiplier) for o in stage_optimizer.optimizers]
         wrapped = recipe
@@ -170,12 +173,15 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     resumed = resume_state(cfg, ckpt_dir, world.device)
     if resumed is not None:
         path, state = resumed
-        differences = compare_configs(state["model_config"], defining)
+        # a checkpoint written before a model key existed resumes with the value that rebuilds it (core.sample)
+        saved_config, weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state["model"])
+        _, ema_weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state["ema"])
+        differences = compare_configs(model_defining_config(saved_config), defining)
         if differences:
             raise CheckpointError(f"checkpoint {path} was trained with a different model config: "
                                   + "; ".join(differences))
-        recipe.load_state_dict(state["model"])
-        ema.shadow.load_state_dict(state["ema"])
+        recipe.load_state_dict(weights)
+        ema.shadow.load_state_dict(ema_weights)
         stage, stage_step = stage_of_checkpoint(state, stages)
         fresh_stage = stage_step >= stage.steps and stage.index + 1 < len(stages)  # it ended: start the next
         if fresh_stage:

@@ -4,7 +4,10 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from core.lr_schedule import SCHEDULES, UNITS
+from core.muon import NS_DTYPES
 from core.optim import MUON_SPLITS
+from core.packing import PACKING_MODES
+from core.precision import PRECISIONS
 
 
 def validate_trainer_config(tc: DictConfig) -> None:
@@ -24,8 +27,15 @@ def validate_trainer_config(tc: DictConfig) -> None:
         problems.append(f"trainer.grad_clip must be > 0, got {tc.grad_clip}")
     if tc.nonfinite not in ("stop", "skip"):
         problems.append(f"trainer.nonfinite={tc.nonfinite!r}: choose 'stop' or 'skip'")
-    if tc.precision not in ("bf16", "fp32"):
-        problems.append(f"trainer.precision={tc.precision!r}: choose 'bf16' or 'fp32'")
+    if tc.precision not in PRECISIONS:
+        problems.append(f"trainer.precision={tc.precision!r}: choose one of {PRECISIONS}")
+    if tc.muon_ns_dtype not in NS_DTYPES:
+        problems.append(f"trainer.muon_ns_dtype={tc.muon_ns_dtype!r}: choose one of {NS_DTYPES}")
+    if tc.packing not in PACKING_MODES:
+        problems.append(f"trainer.packing={tc.packing!r}: choose one of {PACKING_MODES}")
+    for key in ("fused_adamw", "compile"):
+        if not isinstance(tc[key], bool):
+            problems.append(f"trainer.{key} must be true or false, got {tc[key]!r}")
     if tc.time_limit_minutes is not None and tc.time_limit_minutes <= 0:
         problems.append(f"trainer.time_limit_minutes must be > 0 or null, got {tc.time_limit_minutes}")
     if tc.time_limit_clock not in ("wall", "process"):

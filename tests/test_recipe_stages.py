@@ -129,6 +129,21 @@ def test_generator_starts_from_a_tokenizer_written_by_an_earlier_process(compose
     assert all(torch.equal(generator_run["model"][k], v) for k, v in written.items())
 
 
+def test_stage_optimisers_take_the_trainers_speed_options(compose_config, tmp_path):
+    """Each stage builds its own optimiser with trainer.optimizer and fused_adamw (a non-default value), and
+    l-DeTok's hidden atoms run under trainer.packing (hidden tokens are padding to the encoder)."""
+    train(compose_config(["experiment=molecule_smoke", "recipe=ldetok", "trainer.max_steps=4",
+                          "trainer.optimizer=muon", "trainer.muon_ns_dtype=fp32", "trainer.fused_adamw=false",
+                          "trainer.packing=tokens", "trainer.checkpoint_every=1", "trainer.keep_checkpoints=10",
+                          "trainer.evaluate_at_end=false", "recipe.standardization_samples=16",
+                          f"trainer.out_dir={tmp_path}"]))
+    for name, stage in (("step_000000002-tokenizer.pt", "tokenizer"), ("step_000000004-generator.pt", "generator")):
+        state = load_checkpoint(tmp_path / "checkpoints" / name)
+        muon, adamw = state["optimizer"]  # Muon for the stage's matrices, AdamW for the rest
+        assert state["stage"] == stage and muon["state"] and adamw["state"]
+        assert not any(group["fused"] for group in adamw["param_groups"]), stage  # not the default
+
+
 @pytest.mark.parametrize("recipe", ["two_stage", "ldetok"])
 def test_staged_recipes_train_end_to_end_on_qm9(compose_config, tmp_path, recipe):
     summary = train(compose_config(["experiment=molecule_smoke", f"recipe={recipe}", "trainer.max_steps=40",

@@ -80,5 +80,7 @@ def test_upgrade_fills_image_decoder_keys_of_image_runs_only():
     cfg, weights = upgrade_checkpoint(old, {"decoder.trunk.mask_token": 0, "encoder.latent_in.weight": 1})
     assert cfg.modality.decoder.architecture == "rope" and cfg.modality.decoder.head == "linear"
     assert cfg.model.time_embedding == "sinusoidal" and weights == {"encoder.latent_in.weight": 1}
+    assert cfg.modality.preload is False
     molecule = OmegaConf.create({"model": {}, "modality": {"name": "molecule", "decoder": {"depth": 2}}})
     assert "architecture" not in upgrade_checkpoint(molecule, {})[0].modality.decoder
+    assert "preload" not in upgrade_checkpoint(molecule, {})[0].modality

@@ -74,6 +74,21 @@ def test_resume_refuses_a_different_model(compose_config, tmp_path):
         train(compose_config(common + ["trainer.resume=auto", "model.width=32", "trainer.max_steps=2"]))
 
 
+def test_resume_of_a_checkpoint_older_than_a_model_key(compose_config, tmp_path):
+    """A checkpoint written before `model.block_norm` existed resumes: the key takes the value that rebuilds
+    it (core.sample.KEYS_ADDED_LATER); a value that would change the model is still refused."""
+    common = SMALL + ["trainer.max_steps=1", "trainer.evaluate_at_end=false", f"trainer.out_dir={tmp_path}"]
+    train(compose_config(common))
+    path = list_checkpoints(tmp_path / "checkpoints")[-1]
+    state = load_checkpoint(path)
+    del state["config"]["model"]["block_norm"], state["model_config"]["model"]["block_norm"]
+    torch.save(state, path)
+    summary = train(compose_config(common + ["trainer.resume=auto", "trainer.max_steps=2"]))
+    assert summary["steps"] == 2
+    with pytest.raises(CheckpointError, match="model.block_norm: checkpoint False vs now True"):
+        train(compose_config(common + [f"trainer.resume={path}", "trainer.max_steps=3", "model.block_norm=true"]))
+
+
 def test_unknown_and_mistyped_keys_fail_before_work(compose_config, tmp_path):
     from hydra.errors import ConfigCompositionException
     with pytest.raises(ConfigCompositionException, match="lantent_channels"):

@@ -23,6 +23,7 @@ import torch.nn as nn
 
 from core.generative_encoder import GenerativeEncoder
 from core.modality import LatentLayout, Modality
+from core.precision import autocast_for
 from core.samplers import classifier_free_guidance, integrate, velocity_field
 from core.timesteps import sample_timesteps
 from core.transport import (additive_latent_noise, decoder_latent_noise, interpolate, velocity_loss,
@@ -238,10 +239,13 @@ class LatentRecipe(nn.Module):
     @torch.no_grad()
     def sample_latents(self, num_samples: int, labels: torch.Tensor | None, *, solver: str, num_steps: int,
                        shift: float | None, guidance_scale: float, guidance_interval: tuple[float, float],
-                       rtol: float, atol: float, device: torch.device) -> tuple[torch.Tensor, LatentLayout]:
+                       rtol: float, atol: float, device: torch.device,
+                       precision: str = "fp32") -> tuple[torch.Tensor, LatentLayout]:
         """Draw x0 ~ N(0, I) on a generation layout and integrate the denoiser's flow to t = 1.
 
-        shift: time shift of the sampling grid; None = the training shift (recipe.timestep_shift)."""
+        shift: time shift of the sampling grid; None = the training shift (recipe.timestep_shift).
+        precision: autocast of the denoiser's evaluations (core/precision.py); the ODE state stays float32
+        (the GE's final LayerNorm returns float32 under autocast)."""
         if shift is None:
             shift = self.timestep_shift
         layout = self.embedder.generation_layout(num_samples, device, None)
@@ -250,8 +254,12 @@ class LatentRecipe(nn.Module):
             labels = self.denoiser.y_embedder.null_labels(num_samples, device)
         null = self.denoiser.y_embedder.null_labels(num_samples, device)
 
+        # conditional and unconditional evaluations share one batch of 2B: its layout is built once, not per step
+        denoise_layout = layout if guidance_scale == 1.0 else layout.repeat(2)
+
         def denoise(x, t, y):
-            return self.denoiser.denoise(x, t, y, layout.repeat(x.shape[0] // num_samples))
+            with autocast_for(device, precision):
+                return self.denoiser.denoise(x, t, y, denoise_layout).float()
         x_prediction = classifier_free_guidance(denoise, labels, null, guidance_scale, tuple(guidance_interval))
         z = integrate(velocity_field(x_prediction, self.min_remaining_time), x0, solver, num_steps, shift, rtol, atol)
         return z, layout
@@ -271,6 +279,7 @@ class LatentRecipe(nn.Module):
     @torch.no_grad()
     def generate(self, num_samples: int, labels: torch.Tensor | None, **sampler) -> tuple[Any, LatentLayout,
                                                                                           torch.Tensor]:
-        """Sample latents (see sample_latents for the keyword arguments), decode.  Returns (prediction, layout, z)."""
+        """Sample latents (see sample_latents for the keyword arguments), decode in float32.
+        Returns (prediction, layout, z)."""
         z, layout = self.sample_latents(num_samples, labels, **sampler)
         return self.decode(z, layout), layout, z

@@ -228,9 +228,10 @@ class DetokRecipe(TwoStageRecipe):
                              f"{observation.tokens.shape[1]} observation and {layout.mask.shape[1]} latent tokens")
         draws = draws_for(layout.mask, observation.tokens.dtype)
         hidden = self.hidden_tokens(layout, draws)
+        # padded=True: hidden tokens are padding now, so attention needs its mask even for images
         visible = Observation(tokens=observation.tokens, mask=observation.mask & ~hidden,
                               positions=observation.positions, latent_hints=observation.latent_hints,
-                              layout=replace(layout, mask=layout.mask & ~hidden))
+                              layout=replace(layout, mask=layout.mask & ~hidden, padded=True), padded=True)
         z = self.encoder.tokenize(visible, draws.tokenize_noise, draws.tokenize_t)  # [B, N, C]
         noised = interpolative_latent_noise(z, draws.corruption_tau, draws.corruption_eps, self.noise_gamma)
         prediction = self.decoder(noised, replace(layout, hidden=hidden))

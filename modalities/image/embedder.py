@@ -51,7 +51,7 @@ class PatchEmbedder(nn.Module):
         mask = torch.ones(batch_size, self.num_tokens, dtype=torch.bool, device=device)
         positions = self.coordinates.to(device).expand(batch_size, -1, -1)  # [B, N, 2]
         slots = self.latent_slots.expand(batch_size, -1, -1)  # [B, N, D]
-        return LatentLayout(mask=mask, positions=positions, slots=slots)
+        return LatentLayout(mask=mask, positions=positions, slots=slots, padded=False)
 
     def forward(self, batch) -> Observation:
         images = batch.images
@@ -59,7 +59,7 @@ class PatchEmbedder(nn.Module):
         tokens = self.patch_embed(patchify(images, self.patch_size))  # [B, N, D]
         layout = self.layout(images.shape[0], images.device)
         return Observation(tokens=tokens, mask=layout.mask, positions=layout.positions, latent_hints=None,
-                           layout=layout)
+                           layout=layout, padded=False)
 
     def generation_layout(self, num_samples: int, device: torch.device,
                           generator: torch.Generator | None = None) -> LatentLayout:

@@ -59,7 +59,7 @@ class ImageModality:
     def __init__(self, name: str, dataset: str, data_root: str | None, cache_dir: str | None,
                  split_folders: dict, image_size: int, patch_size: int, channels: int, class_conditional: bool,
                  train_subset: int | None, eval_subset: int | None, random_flip: bool, embedder: dict,
-                 decoder: dict, loss: dict, evaluation: dict):
+                 decoder: dict, loss: dict, evaluation: dict, preload: bool):
         if name != "image":
             raise ValueError(f"modality.name must be 'image' for ImageModality, got {name!r}")
         patch_grid(image_size, patch_size)  # fail now, naming the keys, not inside a forward pass
@@ -71,6 +71,7 @@ class ImageModality:
         self.image_size, self.patch_size, self.channels = image_size, patch_size, channels
         self.class_conditional = class_conditional
         self.train_subset, self.eval_subset, self.random_flip = train_subset, eval_subset, random_flip
+        self.preload = preload
         self.embedder_options, self.decoder_options = dict(embedder), dict(decoder)
         self.loss = _options(ImageReconstructionLoss, "loss", loss)
         self.evaluation = _options(EvaluationOptions, "evaluation", evaluation)
@@ -99,7 +100,7 @@ class ImageModality:
             if self._datasets and ds.classes != self.class_names:
                 raise ValueError(f"split {split!r} has classes {ds.classes[:5]}... but the first split loaded has "
                                  f"{self.class_names[:5]}...; every split folder needs the same class subfolders")
-            self._datasets[split] = ds
+            self._datasets[split] = ds.preload() if self.preload and train else ds
         return self._datasets[split]
 
     @property

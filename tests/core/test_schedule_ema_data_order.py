@@ -62,6 +62,21 @@ def test_ema_update_formula():
         EMA(model, 1.0)
 
 
+def test_ema_copies_buffers_by_name_when_the_copy_has_others():
+    # deepcopy of e3nn's generated tensor products (experiment=qm9_unite_s) adds renamed constant buffers
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(4))
+    ema = EMA(model, decay=0.9)
+    ema.shadow[0].register_buffer("_tensor_constant0", torch.zeros(3, 3, 3))
+    with torch.no_grad():
+        for index, bn in enumerate(model):
+            bn.running_mean.fill_(index + 1.0)
+            bn.num_batches_tracked.fill_(7)
+    ema.update(model)
+    for index, bn in enumerate(ema.shadow):
+        assert torch.equal(bn.running_mean, torch.full_like(bn.running_mean, index + 1.0))
+        assert int(bn.num_batches_tracked) == 7
+
+
 def test_sampler_order_is_a_function_of_seed_and_epoch():
     a, b = ResumableSampler(50, seed=3, shuffle=True), ResumableSampler(50, seed=3, shuffle=True)
     assert list(a) == list(b)

@@ -120,3 +120,29 @@ def test_logistic_probe_separates_linearly_separable_classes():
     shuffled = fit_and_score(features[:200], labels[torch.randperm(200, generator=generator)], features[200:],
                              labels[200:], 3)
     assert shuffled < 0.6
+
+
+def test_ldetok_hides_image_patches_from_the_encoder(compose_config, tmp_path):
+    """Images have no padding, so their attention runs without a mask (LatentLayout.padded=False); the
+    patches l-DeTok hides must still be left out of it."""
+    from small_models import TINY_IMAGE, tiny_image_recipe
+    recipe, batch = tiny_image_recipe(compose_config, tmp_path, "recipe=ldetok", "modality.decoder.architecture=rope",
+                                      "modality.decoder.latent_width=null")
+    recipe.set_stage("tokenizer")
+    observation = recipe.embedder(batch)
+    assert not observation.layout.padded
+    draws = recipe.draw(observation.layout.mask, torch.float32, seeds=list(range(TINY_IMAGE["batch"])))
+    hidden = recipe.hidden_tokens(observation.layout, draws)
+    assert hidden.any() and not hidden.all(1).any()
+    captured = {}
+    original_decoder = recipe.decoder.forward
+    recipe.decoder.forward = lambda z, layout: captured.update(z=z) or original_decoder(z, layout)
+    recipe(batch, draws=draws)
+    first = captured["z"]
+    grid = TINY_IMAGE["image_size"] // TINY_IMAGE["patch_size"]
+    pixels = hidden.view(-1, 1, grid, grid).repeat_interleave(TINY_IMAGE["patch_size"], 2)
+    pixels = pixels.repeat_interleave(TINY_IMAGE["patch_size"], 3)  # [B, 1, H, W]: the hidden patches' pixels
+    moved = type(batch)(torch.where(pixels, -batch.images, batch.images), batch.labels)
+    recipe(moved, draws=draws)
+    visible = ~hidden
+    assert torch.allclose(captured["z"][visible], first[visible], atol=1e-5)

@@ -37,6 +37,19 @@ def test_image_folder_resizes_crops_and_labels(tmp_path):
     assert torch.equal(to_uint8(batch.images[0]), data[0][0])  # [-1, 1] <-> uint8 round trip is exact
 
 
+def test_preloaded_images_are_the_decoded_files(tmp_path):
+    data = ImageFolderDataset(make_folder(tmp_path / "train"), image_size=16, channels=3, subset=None,
+                              random_flip=False)
+    expected = [data[i] for i in range(len(data))]
+    data.preload()
+    assert data.decoded[0].shape == (6, 3, 16, 16) and data.decoded[0].dtype == torch.uint8
+    assert all(torch.equal(data[i][0], image) and data[i][1] == label for i, (image, label) in enumerate(expected))
+    data.random_flip = True  # flips stay random per read
+    torch.manual_seed(0)
+    flipped = [torch.equal(data[0][0], expected[0][0].flip(-1)) for _ in range(20)]
+    assert any(flipped) and not all(flipped)
+
+
 def test_grayscale_files_become_rgb(tmp_path):
     write_image(tmp_path / "gray.png", mode="L")
     assert load_image(tmp_path / "gray.png", 8, channels=3).shape == (3, 8, 8)
