@@ -20,6 +20,7 @@ BENCHMARKS = {
     "image_run_report": "an image run's figures, sample grids and a reconstruction grid into results/",
     "molecule_curve": "molecule designs at the same CPU budget: reconstruction and generation vs minutes",
     "molecule_diagnosis": "a molecule checkpoint: decoder gain, generated vs real geometry, bond lengths per sampler",
+    "recipes": "unite, two_stage, ldetok, aligntok at equal steps x batch on QM9 and CIFAR-10: table and plot",
     "image_probe_figures": "short image runs: speed, L1, PSNR, patch seam ratio, grids from raw weights",
     "official_parity": "build tests/fixtures/official_parity.pt from a checkout of the official UNITE code",
     "speed": "the speed suite: training/sampling/evaluation throughput, FLOPs, 40 % MFU step times (speed_suite=short)",

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 FORMAT_VERSION = 1
-NAME = re.compile(r"^step_(\d{9})\.pt$")
+# step_000000500.pt; a recipe of several stages names the stage: step_000000500-tokenizer.pt
+NAME = re.compile(r"^step_(\d{9})(?:-([a-z0-9_]+))?\.pt$")
 
 
 class CheckpointError(RuntimeError):
@@ -45,8 +46,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def checkpoint_path(folder: Path, step: int) -> Path:
-    return Path(folder) / f"step_{step:09d}.pt"
+def checkpoint_path(folder: Path, step: int, stage: str | None = None) -> Path:
+    return Path(folder) / (f"step_{step:09d}.pt" if stage is None else f"step_{step:09d}-{stage}.pt")
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
@@ -57,11 +58,14 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if NAME.match(p.name))
 
 
-def save_checkpoint(payload: dict[str, Any], folder: Path, step: int, keep_last: int) -> Path:
-    """Atomically write `payload` as step_<step>.pt; then prune to the newest `keep_last`."""
+def save_checkpoint(payload: dict[str, Any], folder: Path, step: int, keep_last: int,
+                    stage: str | None = None) -> Path:
+    """Atomically write `payload` as step_<step>.pt (step_<step>-<stage>.pt when `stage` is given); then prune
+    that stage's checkpoints to the newest `keep_last` (earlier stages keep theirs: the next stage starts
+    from a stage's last checkpoint)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    final = checkpoint_path(folder, step)
+    final = checkpoint_path(folder, step, stage)
     temporary = final.with_name(f".{final.name}.tmp{os.getpid()}")
     try:
         with open(temporary, "wb") as handle:
@@ -80,7 +84,7 @@ def save_checkpoint(payload: dict[str, Any], folder: Path, step: int, keep_last:
         raise CheckpointError(
             f"could not write checkpoint {final} ({error.strerror or error}); the previous checkpoints "
             f"{previous or 'none'} are intact. Free disk space, then resume with trainer.resume=auto.") from None
-    for old in list_checkpoints(folder)[:-keep_last]:
+    for old in [p for p in list_checkpoints(folder) if NAME.match(p.name).group(2) == stage][:-keep_last]:
         old.unlink(missing_ok=True)
     return final
 

@@ -33,10 +33,17 @@ class EMA(nn.Module):
         ema_params = list(self.shadow.parameters())
         params = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_params, params, 1.0 - self.decay_at(step))
-        # By name, not by position: deepcopy of e3nn's generated tensor-product modules re-lifts their
-        # Wigner-3j constants under other names (and more of them), which shifted every later buffer.
-        # Buffers only one side has are such constants; nothing to copy.
-        shadow_buffers = dict(self.shadow.named_buffers())
-        for name, buffer in model.named_buffers():
-            if name in shadow_buffers:
-                shadow_buffers[name].copy_(buffer)
+        copy_buffers(model, self.shadow)
+
+
+@torch.no_grad()
+def copy_buffers(source: nn.Module, target: nn.Module) -> None:
+    """target's buffers take source's values, matched by name.
+
+    By name, not by position: deepcopy of e3nn's generated tensor-product modules re-lifts their
+    Wigner-3j constants under other names (and more of them), which shifted every later buffer.
+    Buffers only one side has are such constants; nothing to copy."""
+    target_buffers = dict(target.named_buffers())
+    for name, buffer in source.named_buffers():
+        if name in target_buffers:
+            target_buffers[name].copy_(buffer)

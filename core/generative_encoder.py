@@ -178,6 +178,9 @@ class DecoderTrunk(nn.Module):
 
     Linear C -> D, then unconditioned pre-norm transformer blocks (RMSNorm, SwiGLU, QK-norm, RoPE over
     the layout's positions when rope_axes > 0), then a final RMSNorm.
+
+    A learned mask token (l-DeTok) exists only after `add_mask_token()`, called by the recipes that hide
+    latent tokens (`LatentLayout.hidden`): every parameter must get a gradient in every step (DDP).
     """
 
     packing = "none"  # trainer.packing (core/packing.py)
@@ -191,9 +194,21 @@ class DecoderTrunk(nn.Module):
             TransformerBlock(width, heads, mlp_ratio, qk_norm, conditioned=False) for _ in range(depth))
         self.norm = nn.RMSNorm(width, eps=1e-6)
         self.width = width
+        self.mask_token: nn.Parameter | None = None
+
+    def add_mask_token(self) -> None:
+        """The learned token that replaces hidden latent positions (MAE/l-DeTok initialisation)."""
+        if self.mask_token is None:
+            self.mask_token = nn.Parameter(0.02 * torch.randn(self.width))
 
     def forward(self, z: torch.Tensor, layout: LatentLayout) -> torch.Tensor:
         x = self.latent_in(z)  # [B, N, D]
+        if layout.hidden is not None:
+            if self.mask_token is None:
+                raise ValueError("the latent layout hides tokens (l-DeTok masking) but this decoder has no mask "
+                                 "token; the recipe must call DecoderTrunk.add_mask_token() when it is built")
+            # torch.where, even where nothing is hidden: the mask token always gets a (zero) gradient
+            x = torch.where(layout.hidden.unsqueeze(-1), self.mask_token.to(x.dtype), x)
         rotary = self.rotary(layout.positions) if self.rotary is not None else None
         attention_mask = key_padding_to_attention_mask(layout.mask) if layout.padded else None
         packed = pack_tokens(layout.mask, self.packing) if self.packing != "none" and layout.padded else None
@@ -204,3 +219,13 @@ class DecoderTrunk(nn.Module):
         for block in self.blocks:
             x = block(x, None, attention_mask, rotary, packed)
         return self.norm(x if packed is None else packed.unpack(x))
+
+
+def decoder_trunk(decoder: nn.Module) -> DecoderTrunk:
+    """The one DecoderTrunk inside a modality's decoder (recipes that hide latent tokens attach a mask token)."""
+    trunks = [m for m in decoder.modules() if isinstance(m, DecoderTrunk)]
+    if len(trunks) != 1:
+        raise ValueError(f"{type(decoder).__name__} holds {len(trunks)} core.generative_encoder.DecoderTrunk modules; "
+                         "masking latent tokens (recipe=ldetok) needs a decoder built on exactly one (images: "
+                         "modality.decoder.architecture=rope)")
+    return trunks[0]

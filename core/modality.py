@@ -22,6 +22,8 @@ class LatentLayout:
     mask:      [B, N_lat] bool, True = a real token (molecules pad to the largest atom count).
     positions: [B, N_lat, A] coordinates for rotary embedding, or None for sets.
     slots:     [B, N_lat, D] learned slot embeddings added to the latent inputs in both passes, or None.
+    hidden:    [B, N_lat] bool, latent tokens the decoder sees as its learned mask token (l-DeTok's masking,
+               training only; core.generative_encoder.DecoderTrunk applies it), or None.
     padded:    False when every token is real (images): attention then runs without a mask, on the
                faster kernel. A flag, not a look at `mask`, so that no step waits for the GPU to answer.
     Positions and slots that are the same for every sample may be expanded views (stride 0 on the batch
@@ -31,12 +33,13 @@ class LatentLayout:
     mask: torch.Tensor
     positions: torch.Tensor | None = None
     slots: torch.Tensor | None = None
+    hidden: torch.Tensor | None = None
     padded: bool = True
 
     def repeat(self, k: int) -> "LatentLayout":
         """The layout of K stacked copies of the batch (K denoising draws per sample)."""
         return LatentLayout(repeat_rows(self.mask, k), repeat_rows(self.positions, k), repeat_rows(self.slots, k),
-                            self.padded)
+                            repeat_rows(self.hidden, k), self.padded)
 
 
 def repeat_rows(x: torch.Tensor | None, k: int) -> torch.Tensor | None:

@@ -34,8 +34,9 @@ KEYS_ADDED_LATER = {
                                     "conv_head_features": 32},
     ("modality", "image"): {"preload": False},
 }
-# Weights that earlier versions built but no recipe used (DDP needs every parameter to get a gradient).
-REMOVED_STATE_KEYS = ("decoder.trunk.mask_token",)
+# Weights that earlier versions of the UNITE recipe built but never used (DDP needs every parameter to get a
+# gradient); recipe=ldetok has this one and keeps it.
+REMOVED_STATE_KEYS = {"core.recipes.unite.UniteRecipe": ("decoder.trunk.mask_token",)}
 
 
 def upgrade_checkpoint(run_cfg: DictConfig, weights: dict) -> tuple[DictConfig, dict]:
@@ -47,7 +48,9 @@ def upgrade_checkpoint(run_cfg: DictConfig, weights: dict) -> tuple[DictConfig, 
         for key, value in added.items():
             if key not in node:
                 node[key] = value
-    weights = {k: v for k, v in weights.items() if k not in REMOVED_STATE_KEYS}
+    recipe = OmegaConf.select(run_cfg, "recipe._target_", default="core.recipes.unite.UniteRecipe")  # older: UNITE
+    removed = REMOVED_STATE_KEYS.get(recipe, ())
+    weights = {k: v for k, v in weights.items() if k not in removed}
     return run_cfg, weights
 
 
@@ -74,6 +77,8 @@ def load_for_sampling(checkpoint: Path, evaluation_overrides: DictConfig, device
     state = load_checkpoint(Path(checkpoint), map_location="cpu")
     run_cfg, weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state[WEIGHTS[weights]])
     run_cfg = with_evaluation_overrides(run_cfg, evaluation_overrides)
+    if "foundation" in run_cfg.recipe:  # recipe=aligntok: the checkpoint holds the encoder's trained weights,
+        run_cfg.recipe.foundation.weights = "random"  # its pretrained file is not needed to rebuild it
     modality = build_modality(run_cfg)
     model = build_recipe(run_cfg, modality)
     model.load_state_dict(weights)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import signal
 import time
@@ -39,6 +40,7 @@ from core.optim import build_optimizer
 from core.packing import set_packing
 from core.precision import autocast_for, compute_dtype
 from core.sample import upgrade_checkpoint
+from core.stages import Stage, plan_stages, stage_of_checkpoint, start_stage
 from core.trainer_config import validate_trainer_config
 
 
@@ -137,20 +139,37 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     seed_everything(tc.seed)  # the same initial weights in every process (and as a one-process run)
     recipe = build_recipe(cfg, modality).to(world.device)
     ema = EMA(recipe, tc.ema_decay, tc.ema_warmup)
-    optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps, tc.muon_momentum,
-                                tc.muon_split, tc.fused_adamw, tc.muon_ns_dtype)
     set_packing(recipe, tc.packing)
     if tc.compile:
         compile_blocks(recipe)
     if world.is_main:
         print(f"compute dtype {compute_dtype(world.device, tc.precision)} (trainer.precision={tc.precision})")
-    multiplier = lr_multiplier(OmegaConf.to_container(tc.lr_schedule), epoch_steps, tc.max_steps)
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, multiplier) for o in optimizer.optimizers]
     seed_everything(tc.seed + world.rank)  # per-process randomness of the data side (e.g. image flips)
     sampler = ResumableSampler(len(train_set), tc.seed, shuffle=True, rank=world.rank, world_size=world.size)
     defining = model_defining_config(cfg)
+    time_limit = None if tc.time_limit_minutes is None else 60.0 * tc.time_limit_minutes
+    stages = plan_stages(recipe, tc.max_steps, time_limit)  # core/stages.py; UNITE: one stage, 'joint'
+    if tc.stop_after_stage is not None and tc.stop_after_stage not in recipe.stages:
+        raise ValueError(f"trainer.stop_after_stage={tc.stop_after_stage!r}: this recipe's stages are {recipe.stages}")
+
+    def begin_stage(stage: Stage, fresh: bool):
+        """The stage's optimiser (its trained parameters only), LR schedule over its steps, and model wrapper."""
+        recipe.set_stage(stage.name)
+        if fresh:  # not when resuming inside the stage: the checkpoint holds what this did
+            start_stage(recipe, ema.shadow, stage.name, modality, train_set, tc.batch_size, world.device, tc.seed)
+        stage_optimizer = build_optimizer(recipe, tc.optimizer, tc.lr, tc.weight_decay, tc.betas, tc.eps,
+                                          tc.muon_momentum, tc.muon_split, tc.fused_adamw, tc.muon_ns_dtype)
+        multiplier = lr_multiplier(OmegaConf.to_container(tc.lr_schedule), epoch_steps, stage.steps)
+        stage_schedulers = [torch.optim.lr_scheduler.LambdaLR(o, multiplier) for o in stage_optimizer.optimizers]
+        wrapped = recipe
+        if world.size > 1:  # rebuilt per stage: DDP registers the parameters that require a gradient
+            wrapped = DistributedDataParallel(recipe, device_ids=[world.device.index] if world.device.type == "cuda"
+                                              else None)
+        recipe.train()
+        return stage_optimizer, stage_schedulers, wrapped
 
     step, epoch, position = 0, 0, 0
+    stage, stage_step, fresh_stage = stages[0], 0, True
     resumed = resume_state(cfg, ckpt_dir, world.device)
     if resumed is not None:
         path, state = resumed
@@ -163,12 +182,19 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
                                   + "; ".join(differences))
         recipe.load_state_dict(weights)
         ema.shadow.load_state_dict(ema_weights)
+        stage, stage_step = stage_of_checkpoint(state, stages)
+        fresh_stage = stage_step >= stage.steps and stage.index + 1 < len(stages)  # it ended: start the next
+        if fresh_stage:
+            stage, stage_step = stages[stage.index + 1], 0
+        step, epoch, position = state["step"], state["epoch"], state["position"]
+        restore_rng_state(state["rng"][world.rank] if isinstance(state["rng"], list) else state["rng"])
+        print(f"resumed from {path} at step {step} (epoch {epoch}, item {position}), stage {stage.name!r} "
+              f"step {stage_step} of {stage.steps}")
+    optimizer, schedulers, model = begin_stage(stage, fresh_stage)
+    if resumed is not None and not fresh_stage:
         optimizer.load_state_dict(state["optimizer"])
         for scheduler, scheduler_state in zip(schedulers, state["schedulers"]):
             scheduler.load_state_dict(scheduler_state)
-        step, epoch, position = state["step"], state["epoch"], state["position"]
-        restore_rng_state(state["rng"][world.rank] if isinstance(state["rng"], list) else state["rng"])
-        print(f"resumed from {path} at step {step} (epoch {epoch}, item {position})")
 
     def checkpoint_now() -> Path | None:
         if not world.is_main:
@@ -176,18 +202,14 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
         payload = {"model": recipe.state_dict(), "ema": ema.shadow.state_dict(), "optimizer": optimizer.state_dict(),
                    "schedulers": [s.state_dict() for s in schedulers], "step": step, "epoch": epoch,
                    "position": position, "rng": capture_rng_state(), "model_config": defining,
-                   "config": OmegaConf.to_container(cfg, resolve=True)}
-        return save_checkpoint(payload, ckpt_dir, step, tc.keep_checkpoints)
+                   "config": OmegaConf.to_container(cfg, resolve=True), "stage": stage.name, "stage_step": stage_step}
+        return save_checkpoint(payload, ckpt_dir, step, tc.keep_checkpoints, stage.checkpoint_tag)
 
-    model = recipe
-    if world.size > 1:
-        model = DistributedDataParallel(recipe, device_ids=[world.device.index] if world.device.type == "cuda" else None)
     log = MetricsLog(out_dir, enabled=world.is_main)
     start_time, process_start = time.monotonic(), time.process_time()
     # trainer.time_limit_clock: wall time, or this process's CPU time (fair budgets on a shared machine)
     budget_clock = time.monotonic if tc.time_limit_clock == "wall" else time.process_time
-    budget_start = budget_clock()
-    time_limit = None if tc.time_limit_minutes is None else 60.0 * tc.time_limit_minutes
+    budget_start = budget_clock()  # of the current stage
     checkpoint_interval = None if tc.checkpoint_every_minutes is None else 60.0 * tc.checkpoint_every_minutes
     last_checkpoint_time = budget_start
     progress = tqdm(total=tc.max_steps, initial=step, disable=not world.is_main, desc="train", dynamic_ncols=True)
@@ -195,9 +217,10 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     samples_since_log, log_clock = 0, time.monotonic()
     skipped_steps = 0
     stop_reason = "max_steps"
-    recipe.train()
+    stage_records: list[dict] = []
+    done = stage_step >= stage.steps  # a finished run resumed
 
-    while step < tc.max_steps and stop_reason == "max_steps":
+    while not done:
         sampler.set_position(epoch, position)
         # A private generator: creating a loader iterator draws a seed, which must not consume the global
         # RNG (a resumed run creates its iterator at a different step than an uninterrupted one).
@@ -240,7 +263,8 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
             for scheduler in schedulers:
                 scheduler.step()
             step += 1
-            ema.update(recipe, step)
+            stage_step += 1
+            ema.update(recipe, stage_step)  # warm-up per stage: a stage's new parts start from their init
             samples_since_log += tc.batch_size
             progress.update(1)
             step_parts["grad_norm"] = grad_norm.detach().float()
@@ -248,33 +272,51 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
                 running[key] = running.get(key, 0.0) + value
             step_parts = {}
 
-            if stop.signal_name is not None:
-                stop_reason = f"signal {stop.signal_name}"
-            elif time_limit is not None and budget_clock() - budget_start > time_limit:
-                stop_reason = "time_limit"
-            if world.size > 1 and float(all_reduce_mean(torch.tensor(float(stop_reason != "max_steps"),
-                                                                     device=world.device), world)) > 0:
-                # every process stops at the same step (clocks and signals differ between processes)
-                stop_reason = stop_reason if stop_reason != "max_steps" else "another process stopped"
-            last_step = step == tc.max_steps or stop_reason != "max_steps"
+            # a signal stops the run, the stage's time budget ends the stage; every process agrees on both at
+            # the same step (clocks and signals differ between processes)
+            flags = torch.tensor([float(stop.signal_name is not None),
+                                  float(stage.seconds is not None and budget_clock() - budget_start > stage.seconds)])
+            if world.size > 1:
+                flags = all_reduce_mean(flags.to(world.device), world).cpu()
+            if float(flags[0]) > 0:
+                stop_reason = f"signal {stop.signal_name}" if stop.signal_name else "another process stopped"
+            stage_over = stage_step >= stage.steps or float(flags[1]) > 0
+            last_step = stage_over or stop_reason != "max_steps"
             if step % tc.log_every == 0 or last_step:  # the last step is always logged
-                steps_in_window = tc.log_every if step % tc.log_every == 0 else step % tc.log_every
+                steps_in_window = samples_since_log // tc.batch_size  # since the last row (a stage end logs too)
                 row = {k: float(all_reduce_mean(v / steps_in_window, world)) for k, v in running.items()}
                 elapsed = time.monotonic() - log_clock
-                row.update(step=step, epoch=epoch, lr=schedulers[0].get_last_lr()[0],
+                row.update(step=step, epoch=epoch, stage=stage.name, stage_step=stage_step,
+                           lr=schedulers[0].get_last_lr()[0],
                            samples_per_second=samples_since_log / max(elapsed, 1e-9),
                            wall_seconds=time.monotonic() - start_time,
                            process_seconds=time.process_time() - process_start, skipped_steps=skipped_steps)
                 log.write(row)
-                progress.set_postfix(loss=f"{row['loss']:.4f}", rec=f"{row['rec_loss']:.4f}", gen=f"{row['gen_loss']:.4f}")
+                progress.set_postfix({key: f"{row[key]:.4f}" for key in ("loss", "rec_loss", "gen_loss")
+                                      if math.isfinite(row.get(key, math.nan))})
                 running, samples_since_log, log_clock = {}, 0, time.monotonic()
-            if step % tc.checkpoint_every == 0:
-                checkpoint_now()
+            if step % tc.checkpoint_every == 0 or (stage_over and stage.index + 1 < len(stages)):
+                checkpoint_now()  # always at the end of a stage: the next one starts from it
                 last_checkpoint_time = budget_clock()
             elif checkpoint_interval is not None and budget_clock() - last_checkpoint_time >= checkpoint_interval:
                 checkpoint_now()  # a point of a learning curve against training time
                 last_checkpoint_time = budget_clock()
-            if step >= tc.max_steps or stop_reason != "max_steps":
+            if stage_over and stop_reason == "max_steps":
+                stage_records.append({"stage": stage.name, "steps": stage_step, "last_step": step,
+                                      "stop_reason": "max_steps" if stage_step >= stage.steps else "time_limit",
+                                      "budget_seconds": budget_clock() - budget_start})
+                if stage.index + 1 == len(stages):
+                    stop_reason = stage_records[-1]["stop_reason"]
+                    done = True
+                elif tc.stop_after_stage == stage.name:
+                    stop_reason = f"stop_after_stage {stage.name}"
+                    done = True
+                else:
+                    stage, stage_step = stages[stage.index + 1], 0
+                    optimizer, schedulers, model = begin_stage(stage, fresh=True)
+                    budget_start = last_checkpoint_time = budget_clock()
+            if done or stop_reason != "max_steps":
+                done = True
                 break
         else:  # the epoch ran out
             epoch, position = epoch + 1, 0
@@ -282,7 +324,10 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     final_checkpoint = checkpoint_now()
     summary = {"steps": step, "stop_reason": stop_reason, "wall_seconds": time.monotonic() - start_time,
                "skipped_steps": skipped_steps, "checkpoint": str(final_checkpoint) if final_checkpoint else None,
-               "parameters": sum(p.numel() for p in recipe.parameters()), "processes": world.size}
+               "parameters": sum(p.numel() for p in recipe.parameters()),
+               "trained_parameters": recipe.trained_parameter_count(), "processes": world.size,
+               "stage": stage.name, "stages": stage_records}
+    generator_trained = stage.index + 1 == len(stages)  # the last stage of every recipe trains the generator
     if world.size > 1:
         summary["ranks_identical"] = ranks_agree([recipe, ema.shadow], world)
         if world.is_main:
@@ -291,7 +336,7 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     if stop_reason.startswith("signal"):
         print(f"stopped by {stop_reason} at step {step}; checkpoint {final_checkpoint}")
     elif world.is_main and tc.evaluate_at_end:
-        summary.update(evaluate_or_stop(cfg, modality, ema.shadow, world, out_dir, stop))
+        summary.update(evaluate_or_stop(cfg, modality, ema.shadow, world, out_dir, stop, generator_trained))
         log.write({"step": step, **{f"final/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}})
     if world.is_main:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -301,13 +346,14 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     return summary
 
 
-def evaluate_or_stop(cfg: DictConfig, modality, model, world: World, out_dir: Path, stop: StopRequest) -> dict:
+def evaluate_or_stop(cfg: DictConfig, modality, model, world: World, out_dir: Path, stop: StopRequest,
+                     generate: bool = True) -> dict:
     """evaluate_run, ended at once by SIGTERM/SIGINT (the final checkpoint is already written)."""
     if stop.signal_name is not None:  # arrived while the final checkpoint was written
         return {"stop_reason": f"signal {stop.signal_name} before evaluation"}
     stop.interrupting = True
     try:
-        return evaluate_run(cfg, modality, model, world, out_dir)
+        return evaluate_run(cfg, modality, model, world, out_dir, generate)
     except StopRequested as request:
         print(f"end-of-run evaluation stopped by signal {request}; the final checkpoint is complete")
         return {"stop_reason": f"signal {request} during evaluation"}
@@ -315,10 +361,14 @@ def evaluate_or_stop(cfg: DictConfig, modality, model, world: World, out_dir: Pa
         stop.interrupting = False
 
 
-def evaluate_run(cfg: DictConfig, modality, model, world: World, out_dir: Path) -> dict:
-    """EMA weights: reconstruction on the evaluation split, then generated samples written to files."""
+def evaluate_run(cfg: DictConfig, modality, model, world: World, out_dir: Path, generate: bool = True) -> dict:
+    """EMA weights: reconstruction on the evaluation split, then generated samples written to files (not before
+    the generator is trained: a run stopped after a tokenizer stage)."""
     tc, sc = cfg.trainer, cfg.sampler
     report = reconstruction_report(model, modality, tc.eval_split, tc.eval_batches, tc.eval_batch_size, world.device)
+    if not generate:
+        return {**{f"reconstruction/{k}": v for k, v in report.items()},
+                "generation": "skipped: the generator stage has not run"}
     generated = generate_and_write(model, modality, sc, sc.num_samples, out_dir / "samples", world.device, tc.seed)
     return {**{f"reconstruction/{k}": v for k, v in report.items()},
             **{f"generation/{k}": v for k, v in generated.items()}}

@@ -80,26 +80,28 @@ def additive_latent_noise(z: torch.Tensor, sigma: float, eps: torch.Tensor) -> t
     return z + sigma * eps
 
 
-def interpolative_latent_noise(z: torch.Tensor, gamma: float,
-                               generator: torch.Generator | None = None) -> torch.Tensor:
-    """l-DeTok: z' = (1 - tau) z + tau * gamma * eps, tau ~ U(0, 1) per sample (gamma = 3 in the paper)."""
-    tau = broadcast_time(torch.rand(z.shape[0], device=z.device, generator=generator), z)
-    eps = torch.randn(z.shape, device=z.device, dtype=z.dtype, generator=generator)
-    return (1 - tau) * z + tau * gamma * eps
+def interpolative_latent_noise(z: torch.Tensor, tau: torch.Tensor, eps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """l-DeTok: z' = (1 - tau) z + tau * gamma * eps (gamma = 3 in the paper; additive noise is worse there).
+
+    z, eps ~ N(0, I): [B, N, C]; tau [B] ~ U(0, 1) per sample. tau = 0 leaves z, tau = 1 gives gamma eps."""
+    tb = broadcast_time(tau, z)
+    return (1 - tb) * z + tb * gamma * eps
 
 
-def random_token_mask(token_mask: torch.Tensor, min_ratio: float, max_ratio: float,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """l-DeTok masking: per sample ratio m = max(0, U(min_ratio, max_ratio)) (paper: U(-0.1, 0.75)),
-    then mask round(m * n_real) of that sample's real tokens uniformly at random.
+def mask_ratio(u: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """l-DeTok's per-sample mask ratio m = max(0, U(low, high)) from u ~ U(0, 1) [B] (paper: U(-0.1, 0.75)),
+    so P(m = 0) = -low / (high - low) and E[m] = high^2 / (2 (high - low))."""
+    return (low + (high - low) * u).clamp_min(0)
 
-    token_mask: [B, N] bool, True = real token.  Returns [B, N] bool, True = masked (hidden).
-    """
-    b, n = token_mask.shape
-    ratio = (min_ratio + (max_ratio - min_ratio) * torch.rand(b, device=token_mask.device, generator=generator)).clamp_min(0)
+
+def random_token_mask(token_mask: torch.Tensor, ratio: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Hide round(ratio * n_real) of each sample's real tokens, the ones with the lowest `scores`, and
+    always leave at least one visible (the encoder must see something).
+
+    token_mask: [B, N] bool, True = real token; ratio [B] in [0, 1); scores [B, N] ~ U(0, 1).
+    Returns [B, N] bool, True = hidden. Padding is never hidden."""
     n_real = token_mask.sum(1)
-    n_masked = torch.round(ratio * n_real).long()  # [B]
-    scores = torch.rand(b, n, device=token_mask.device, generator=generator)
-    scores = scores.masked_fill(~token_mask, 2.0)  # padding sorts last, never masked
+    n_hidden = torch.minimum(torch.round(ratio * n_real).long(), (n_real - 1).clamp_min(0))  # [B]
+    scores = scores.masked_fill(~token_mask, 2.0)  # padding sorts last, never hidden
     rank = scores.argsort(1).argsort(1)  # rank of each token among its sample's tokens
-    return rank < n_masked.unsqueeze(1)
+    return rank < n_hidden.unsqueeze(1)

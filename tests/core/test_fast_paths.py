@@ -101,12 +101,16 @@ def test_packed_sequences_equal_padding_on_every_real_token(mode):
     assert torch.equal(packing.unpack(packing.pack(x_t))[mask], x_t[mask])
 
 
-def test_packed_molecule_step_has_the_padded_loss(compose_config, tmp_path):
+@pytest.mark.parametrize("recipe_name", ["unite", "ldetok"])
+def test_packed_molecule_step_has_the_padded_loss(compose_config, tmp_path, recipe_name):
+    """l-DeTok (its tokenizer stage): the atoms it hides are padding to the encoder, packed away too."""
     from core.build import build_modality, build_recipe
-    cfg = compose_config(["experiment=molecule_smoke", f"trainer.out_dir={tmp_path}"])
+    cfg = compose_config(["experiment=molecule_smoke", f"recipe={recipe_name}", f"trainer.out_dir={tmp_path}"])
     modality = build_modality(cfg)
     torch.manual_seed(0)
-    recipe = build_recipe(cfg, modality).train()
+    recipe = build_recipe(cfg, modality)
+    recipe.set_stage(recipe.stages[0])
+    recipe.train()
     data = modality.dataset("train")
     batch = modality.collate([data[i] for i in range(6)])
     assert not recipe.embedder(batch).layout.mask.all()  # the batch has padding

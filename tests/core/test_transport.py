@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.transport import (additive_latent_noise, decoder_latent_noise, interpolate, interpolative_latent_noise,
-                            per_sample_mean, random_token_mask, target_velocity, velocity_from_x_prediction,
+                            mask_ratio, per_sample_mean, random_token_mask, target_velocity, velocity_from_x_prediction,
                             velocity_loss, x_prediction_loss)
 
 
@@ -63,20 +63,38 @@ def test_decoder_noise_formula():
     assert torch.equal(additive_latent_noise(z, 0.7, eps), z + 0.7 * eps)
 
 
-def test_interpolative_noise_moments():
-    # z' = (1 - tau) z + tau * gamma * eps with tau ~ U(0, 1): for z = 0, E[z'^2] = gamma^2 E[tau^2] = gamma^2 / 3
+def test_interpolative_noise_closed_forms_and_moments():
+    """l-DeTok: tau = 0 leaves z, tau = 1 gives gamma eps; for z = 0 and tau ~ U(0, 1), E[z'^2] = gamma^2 / 3."""
+    z, eps = torch.randn(3, 4, 2, dtype=torch.float64), torch.randn(3, 4, 2, dtype=torch.float64)
+    tau = torch.tensor([0.0, 1.0, 0.25], dtype=torch.float64)
+    noised = interpolative_latent_noise(z, tau, eps, gamma=3.0)
+    assert torch.equal(noised[0], z[0]) and torch.allclose(noised[1], 3.0 * eps[1])
+    assert torch.allclose(noised[2], 0.75 * z[2] + 0.25 * 3.0 * eps[2])
     torch.manual_seed(0)
-    noised = interpolative_latent_noise(torch.zeros(20000, 1, 8), gamma=3.0)
+    zeros = torch.zeros(20000, 1, 8)
+    noised = interpolative_latent_noise(zeros, torch.rand(20000), torch.randn(zeros.shape), gamma=3.0)
     assert math.isclose(float(noised.pow(2).mean()), 9.0 / 3, rel_tol=0.05)
 
 
-def test_random_token_mask_ratio_and_padding():
-    torch.manual_seed(0)
-    real = torch.ones(5000, 20, dtype=torch.bool)
-    real[:, 15:] = False
-    masked = random_token_mask(real, -0.1, 0.75)
-    assert not masked[:, 15:].any()  # padding is never masked
-    ratio = masked.sum(1).float() / 15
-    # E[max(0, U(-0.1, 0.75))] = (0.75^2 / 2) / 0.85
-    assert abs(float(ratio.mean()) - 0.75 ** 2 / 2 / 0.85) < 0.01
-    assert float(ratio.max()) <= 0.75 + 1e-6
+def test_mask_ratio_distribution_by_sampling():
+    """m = max(0, U(-0.1, 0.75)): P(m = 0) = 0.1 / 0.85, E[m] = 0.75^2 / (2 * 0.85), within 5 standard errors."""
+    n = 200_000
+    m = mask_ratio(torch.rand(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64), -0.1, 0.75)
+    p_zero = 0.1 / 0.85
+    assert abs(float((m == 0).double().mean()) - p_zero) < 5 * math.sqrt(p_zero * (1 - p_zero) / n)
+    mean = 0.75 ** 2 / 2 / 0.85
+    variance = 0.75 ** 3 / 3 / 0.85 - mean ** 2
+    assert abs(float(m.mean()) - mean) < 5 * math.sqrt(variance / n)
+    assert float(m.max()) < 0.75
+
+
+def test_random_token_mask_counts_and_padding():
+    real = torch.ones(4, 20, dtype=torch.bool)
+    real[:, 15:] = False  # 15 real tokens, 5 of padding
+    real[3, 1:] = False  # a one-token sample keeps its token
+    scores = torch.rand(4, 20, generator=torch.Generator().manual_seed(0))
+    hidden = random_token_mask(real, torch.tensor([0.0, 0.4, 0.75, 0.75]), scores)
+    assert not (hidden & ~real).any()  # padding is never hidden
+    assert hidden.sum(1).tolist() == [0, 6, 11, 0]  # round(m n_real), and at least one token stays visible
+    lowest = scores[1, :15].argsort()[:6]
+    assert hidden[1, lowest].all()  # the lowest scores are hidden

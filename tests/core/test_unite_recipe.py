@@ -3,31 +3,9 @@ the optimiser split, and generate()."""
 import pytest
 import torch
 
-from core.build import build_modality, build_recipe
 from core.optim import build_optimizer, muon_eligible
 from core.recipes.unite import JointDraws
 from core.transport import velocity_loss, x_prediction_loss
-from toy_modality.point_sets import register_point_sets
-
-TOY = ["modality=point_sets", "model.depth=2", "model.width=32", "model.heads=4", "trainer.out_dir=unused"]
-
-
-@pytest.fixture(scope="module")
-def toy_recipe(compose_config):
-    """toy_recipe(*overrides) -> (recipe in train mode, a batch of 6 point sets), seeded."""
-    register_point_sets()
-
-    def build(*overrides):
-        cfg = compose_config(TOY + list(overrides))
-        modality = build_modality(cfg)
-        torch.manual_seed(0)
-        recipe = build_recipe(cfg, modality).train()
-        for name, parameter in recipe.named_parameters():  # leave the zero inits: outputs depend on inputs
-            if "final_layer" in name or "adaLN" in name:
-                torch.nn.init.normal_(parameter, std=0.05)
-        items = [modality.dataset("train")[i] for i in range(6)]
-        return recipe, modality.collate(items)
-    return build
 
 
 def generative_loss_of(recipe, batch, draws):
@@ -165,9 +143,9 @@ def test_generate_uses_the_training_shift_unless_given(toy_recipe, monkeypatch):
     recipe, _ = toy_recipe()
     recipe.eval()
     grids = []
-    import core.recipes.unite as unite
-    real_integrate = unite.integrate
-    monkeypatch.setattr(unite, "integrate", lambda v, x0, solver, steps, shift, rtol, atol:
+    import core.recipes.base as base
+    real_integrate = base.integrate
+    monkeypatch.setattr(base, "integrate", lambda v, x0, solver, steps, shift, rtol, atol:
                         grids.append(shift) or real_integrate(v, x0, solver, steps, shift, rtol, atol))
     options = dict(solver="euler", num_steps=3, guidance_scale=2.0, guidance_interval=(0.1, 1.0), rtol=1e-4,
                    atol=1e-4, device=torch.device("cpu"))
