@@ -103,8 +103,10 @@ def training_minutes(run_dir: Path, step: int) -> float:
     return float(np.interp(step, steps, seconds)) / 60.0
 
 
-def evaluate_checkpoint(checkpoint: Path, reconstruct: int, generate: int, seed: int, reference: str | None) -> dict:
-    """Reconstruction of the first `reconstruct` test molecules and `generate` evaluated samples."""
+def evaluate_checkpoint(checkpoint: Path, reconstruct: int, generate: int, seed: int, reference: str | None,
+                        weights: str = "ema") -> dict:
+    """Reconstruction of the first `reconstruct` test molecules and `generate` evaluated samples, with the
+    checkpoint's `weights` (ema | raw, as core.sample)."""
     import torch
     from omegaconf import OmegaConf
 
@@ -113,8 +115,8 @@ def evaluate_checkpoint(checkpoint: Path, reconstruct: int, generate: int, seed:
     from modalities.molecule.evaluation.sample_writer import headline
 
     torch.set_num_threads(1)
-    model, modality, run_cfg, step = load_for_sampling(checkpoint, OmegaConf.create({}), torch.device("cpu"))
-    row: dict = {"step": step}
+    model, modality, run_cfg, step = load_for_sampling(checkpoint, OmegaConf.create({}), torch.device("cpu"), weights)
+    row: dict = {"step": step, "weights": weights}
     test = modality.dataset("test")
     per_sample: dict[str, list[float]] = {}
     torch.manual_seed(seed)
