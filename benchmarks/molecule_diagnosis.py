@@ -67,9 +67,8 @@ def decoder_gain(model, modality, batch, sigmas: tuple[float, ...], seed: int) -
     return {"displacement_by_sigma": gain, "latent_std": float(z[mask].std())}
 
 
-def test_molecules(modality, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    test = modality.dataset("test")
-    batch = modality.collate([test[i] for i in range(count)])
+def batch_molecules(modality, batch) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(element indices, positions) of each molecule of a collated batch."""
     elements, positions, mask = modality.dense_targets(batch)
     return [(e[m].numpy(), p[m].double().numpy()) for e, p, m in zip(elements, positions, mask)]
 
@@ -98,12 +97,11 @@ def diagnose(checkpoint: Path, count: int, samplers: list[str], seed: int) -> di
     from core.sample import load_for_sampling
 
     model, modality, _, step = load_for_sampling(checkpoint, OmegaConf.create({}), torch.device("cpu"))
-    real = test_molecules(modality, count)
     test = modality.dataset("test")
+    batch = modality.collate([test[i] for i in range(count)])  # the first `count` test molecules, once
     report = {"checkpoint": str(checkpoint), "step": step,
-              "decoder_gain": decoder_gain(model, modality, modality.collate([test[i] for i in range(count)]),
-                                           (0.02, 0.05, 0.1, 0.2), seed),
-              "real": geometry_summary(real), "samplers": []}
+              "decoder_gain": decoder_gain(model, modality, batch, (0.02, 0.05, 0.1, 0.2), seed),
+              "real": geometry_summary(batch_molecules(modality, batch)), "samplers": []}
     for spec in samplers:
         row = sampler_row(model, modality, count, spec, seed)
         molecules = [m for m in row.pop("molecules") if len(m[1]) >= 2]

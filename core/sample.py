@@ -39,8 +39,8 @@ KEYS_ADDED_LATER = {
 REMOVED_STATE_KEYS = {"core.recipes.unite.UniteRecipe": ("decoder.trunk.mask_token",)}
 
 
-def upgrade_checkpoint(run_cfg: DictConfig, weights: dict) -> tuple[DictConfig, dict]:
-    """An older checkpoint's config and weights in today's form (see KEYS_ADDED_LATER, REMOVED_STATE_KEYS)."""
+def upgrade_config(run_cfg: DictConfig) -> DictConfig:
+    """An older checkpoint's run config in today's form: keys added later get the value that rebuilds it."""
     for (path, modality_name), added in KEYS_ADDED_LATER.items():
         node = OmegaConf.select(run_cfg, path)
         if node is None or (modality_name is not None and run_cfg.modality.name != modality_name):
@@ -48,10 +48,20 @@ def upgrade_checkpoint(run_cfg: DictConfig, weights: dict) -> tuple[DictConfig, 
         for key, value in added.items():
             if key not in node:
                 node[key] = value
+    return run_cfg
+
+
+def upgrade_weights(run_cfg: DictConfig, weights: dict) -> dict:
+    """A state dict of the run `run_cfg` without the tensors its recipe no longer builds (REMOVED_STATE_KEYS)."""
     recipe = OmegaConf.select(run_cfg, "recipe._target_", default="core.recipes.unite.UniteRecipe")  # older: UNITE
     removed = REMOVED_STATE_KEYS.get(recipe, ())
-    weights = {k: v for k, v in weights.items() if k not in removed}
-    return run_cfg, weights
+    return {k: v for k, v in weights.items() if k not in removed}
+
+
+def upgrade_checkpoint(run_cfg: DictConfig, weights: dict) -> tuple[DictConfig, dict]:
+    """An older checkpoint's config and weights in today's form (see KEYS_ADDED_LATER, REMOVED_STATE_KEYS)."""
+    run_cfg = upgrade_config(run_cfg)
+    return run_cfg, upgrade_weights(run_cfg, weights)
 
 
 def with_evaluation_overrides(run_cfg: DictConfig, overrides: DictConfig) -> DictConfig:
@@ -75,13 +85,13 @@ def load_for_sampling(checkpoint: Path, evaluation_overrides: DictConfig, device
     if weights not in WEIGHTS:
         raise ConfigError(f"weights={weights!r}: choose one of {sorted(WEIGHTS)}")
     state = load_checkpoint(Path(checkpoint), map_location="cpu")
-    run_cfg, weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state[WEIGHTS[weights]])
+    run_cfg, state_dict = upgrade_checkpoint(OmegaConf.create(state["config"]), state[WEIGHTS[weights]])
     run_cfg = with_evaluation_overrides(run_cfg, evaluation_overrides)
     if "foundation" in run_cfg.recipe:  # recipe=aligntok: the checkpoint holds the encoder's trained weights,
         run_cfg.recipe.foundation.weights = "random"  # its pretrained file is not needed to rebuild it
     modality = build_modality(run_cfg)
     model = build_recipe(run_cfg, modality)
-    model.load_state_dict(weights)
+    model.load_state_dict(state_dict)
     return model.to(device).eval(), modality, run_cfg, state["step"]
 
 

@@ -39,7 +39,7 @@ from core.noise_streams import global_positions, stream_seeds
 from core.optim import build_optimizer
 from core.packing import set_packing
 from core.precision import autocast_for, compute_dtype
-from core.sample import upgrade_checkpoint
+from core.sample import upgrade_config, upgrade_weights
 from core.stages import Stage, plan_stages, stage_of_checkpoint, start_stage
 from core.trainer_config import validate_trainer_config
 
@@ -174,8 +174,8 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     if resumed is not None:
         path, state = resumed
         # a checkpoint written before a model key existed resumes with the value that rebuilds it (core.sample)
-        saved_config, weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state["model"])
-        _, ema_weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state["ema"])
+        saved_config = upgrade_config(OmegaConf.create(state["config"]))
+        weights, ema_weights = (upgrade_weights(saved_config, state[key]) for key in ("model", "ema"))
         differences = compare_configs(model_defining_config(saved_config), defining)
         if differences:
             raise CheckpointError(f"checkpoint {path} was trained with a different model config: "
