@@ -1,7 +1,10 @@
 """Figures of short image runs (probes), from each run's newest checkpoint's raw weights: after a few
 hundred steps the EMA still mostly holds the initial weights.
 
-    python -m benchmarks.run image_probe_figures RUN_DIR [RUN_DIR ...] --name NAME
+    python -m benchmarks.run image_probe_figures RUN_DIR|CHECKPOINT [...] --name NAME
+
+A run folder stands for its newest checkpoint; a checkpoint file (RUN_DIR/checkpoints/step_*.pt) for that
+step, so runs of different step costs can be compared at equal compute.
 
 Per run: steps, seconds per step, the last logged L1, PSNR/SSIM and the patch seam ratio
 (modalities/image/metrics.py) of 512 test reconstructions and of their originals, the seam ratio of 100
@@ -26,19 +29,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @torch.no_grad()
-def probe_figures(run: Path, out_dir: Path) -> dict:
+def probe_figures(run_or_checkpoint: Path, out_dir: Path) -> dict:
     from modalities.image.datasets import to_uint8
     from modalities.image.metrics import patch_seam_ratio, psnr_per_image, ssim_per_image
     from modalities.image.modality import labelled_grid
-    state = load_checkpoint(list_checkpoints(run / "checkpoints")[-1])
+    if run_or_checkpoint.is_file():
+        run, checkpoint = run_or_checkpoint.parents[1], run_or_checkpoint
+    else:
+        run, checkpoint = run_or_checkpoint, list_checkpoints(run_or_checkpoint / "checkpoints")[-1]
+    state = load_checkpoint(checkpoint)
     cfg, weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state["model"])
     modality = build_modality(cfg)
     model = build_recipe(cfg, modality)
     model.load_state_dict(weights)
     model.eval()
-    rows = [row for row in MetricsLog(run, True).rows() if "l1" in row]
+    rows = [row for row in MetricsLog(run, True).rows() if "l1" in row and row["step"] <= state["step"]]
     data = modality.dataset("test")
-    batch = modality.collate([data[i] for i in range(512)])
+    batch = modality.collate([data[i] for i in range(min(512, len(data)))])
     torch.manual_seed(0)
     reconstructions, _ = model.reconstruct(batch)
     torch.manual_seed(0)
@@ -50,9 +57,11 @@ def probe_figures(run: Path, out_dir: Path) -> dict:
         return (x.clamp(-1, 1) + 1) / 2
     patch = cfg.modality.patch_size
     pictures = torch.cat([to_uint8(batch.images[:10]), to_uint8(reconstructions[:10]), to_uint8(samples[:20])])
-    labelled_grid(pictures, [None] * 40, 10, 64).save(out_dir / f"{run.name}.png")
-    return {"run": run.name, "steps": state["step"], "seconds_per_step": rows[-1]["wall_seconds"] / rows[-1]["step"],
-            "l1_last_window": rows[-1]["l1"], "psnr": float(psnr_per_image(to01(reconstructions), to01(batch.images)).mean()),
+    name = run.name if checkpoint == list_checkpoints(run / "checkpoints")[-1] else f"{run.name}_step{state['step']}"
+    labelled_grid(pictures, [None] * 40, 10, 64).save(out_dir / f"{name}.png")
+    return {"run": name, "steps": state["step"], "seconds_per_step": rows[-1]["wall_seconds"] / rows[-1]["step"],
+            "l1_last_window": rows[-1]["l1"],
+            "process_seconds": rows[-1]["process_seconds"], "psnr": float(psnr_per_image(to01(reconstructions), to01(batch.images)).mean()),
             "ssim": float(ssim_per_image(to01(reconstructions), to01(batch.images)).mean()),
             "seam_ratio_reconstructions": float(patch_seam_ratio(to01(reconstructions), patch).mean()),
             "seam_ratio_originals": float(patch_seam_ratio(to01(batch.images), patch).mean()),
@@ -64,8 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--name", required=True)
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    out_dir = ROOT / "benchmarks" / "results" / args.name
+    out_dir = args.results_dir / args.name
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     figures = [probe_figures(run, out_dir) for run in args.runs]

@@ -130,3 +130,8 @@ def test_training_smoke_through_core_train(tmp_path, cifar_root, compose_config,
     image_run_report.main()
     report = tmp_path / "results" / "report"
     assert {"summary.json", "samples.png", "reconstructions.png"} <= {f.name for f in report.iterdir()}
+    from benchmarks.image_probe_figures import probe_figures
+    checkpoint = next((tmp_path / "run" / "checkpoints").glob("step_*.pt"))
+    by_run, by_file = probe_figures(tmp_path / "run", tmp_path), probe_figures(checkpoint, tmp_path)
+    assert by_run == by_file and by_run["steps"] == 6 and by_run["process_seconds"] > 0
+    assert (tmp_path / "run.png").is_file()
