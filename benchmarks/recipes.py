@@ -65,10 +65,11 @@ class Setting:
 
 
 SETTINGS: dict[str, dict[str, Setting]] = {
-    # CPU-sized: GE-tiny and the modality defaults, 2 runs at a time at one thread each (Inception on a CPU
-    # thread, ~0.2-0.3 s per image, limits the image sets); see benchmarks/results/recipes/README.md for its time
+    # CPU-sized: GE-tiny and the modality defaults, one thread per run. Inception on one busy CPU thread
+    # (0.3-0.5 s per image, measured 2026-12-06) limits the image sets: images evaluate the final checkpoint
+    # only (2,500 Inception images per recipe); see benchmarks/results/recipes/README.md for its time
     "cpu": {"molecule": Setting(("modality=molecule",), steps=400, batch=64),
-            "image": Setting(("modality=image",), steps=1000, batch=64)},
+            "image": Setting(("modality=image",), steps=1000, batch=64, points=(1.0,))},
     # A larger setting for a GPU (not run here: no GPU was lent): GE-S, QM9 and CIFAR-10 at patch 4
     # (64 tokens), gFID-5k against the whole training set, CFG swept over 1.0-4.0
     "gpu": {"molecule": Setting(("modality=molecule", "model=ge_s", "model.latent_channels=16",
