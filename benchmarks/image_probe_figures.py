@@ -33,10 +33,10 @@ def probe_figures(run_or_checkpoint: Path, out_dir: Path) -> dict:
     from modalities.image.datasets import to_uint8
     from modalities.image.metrics import patch_seam_ratio, psnr_per_image, ssim_per_image
     from modalities.image.modality import labelled_grid
-    if run_or_checkpoint.is_file():
-        run, checkpoint = run_or_checkpoint.parents[1], run_or_checkpoint
-    else:
-        run, checkpoint = run_or_checkpoint, list_checkpoints(run_or_checkpoint / "checkpoints")[-1]
+    given_file = run_or_checkpoint.is_file()
+    run = run_or_checkpoint.parents[1] if given_file else run_or_checkpoint
+    newest = list_checkpoints(run / "checkpoints")[-1]
+    checkpoint = run_or_checkpoint if given_file else newest
     state = load_checkpoint(checkpoint)
     cfg, weights = upgrade_checkpoint(OmegaConf.create(state["config"]), state["model"])
     modality = build_modality(cfg)
@@ -57,7 +57,7 @@ def probe_figures(run_or_checkpoint: Path, out_dir: Path) -> dict:
         return (x.clamp(-1, 1) + 1) / 2
     patch = cfg.modality.patch_size
     pictures = torch.cat([to_uint8(batch.images[:10]), to_uint8(reconstructions[:10]), to_uint8(samples[:20])])
-    name = run.name if checkpoint == list_checkpoints(run / "checkpoints")[-1] else f"{run.name}_step{state['step']}"
+    name = run.name if checkpoint == newest else f"{run.name}_step{state['step']}"
     labelled_grid(pictures, [None] * 40, 10, 64).save(out_dir / f"{name}.png")
     return {"run": name, "steps": state["step"], "seconds_per_step": rows[-1]["wall_seconds"] / rows[-1]["step"],
             "l1_last_window": rows[-1]["l1"],
