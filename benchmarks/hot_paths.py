@@ -335,14 +335,14 @@ def write_table(rows: list[dict], out: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| path | plain s | fast s | plain / fast | loss difference | load (1 min) | note |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| path | threads | plain s | fast s | plain / fast | loss difference | load (1 min) | note |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['path']} | {r['plain_s']:.4f} | {r['fast_s']:.4f} | {r['plain_over_fast']:.2f} | "
+        lines.append(f"| {r['path']} | {r['threads']} | {r['plain_s']:.4f} | {r['fast_s']:.4f} | {r['plain_over_fast']:.2f} | "
                      f"{r['loss_difference']:.1e} | {r['load_1min']} | {r.get('note', '')} |")
     first = rows[0]
     lines += ["", f"{first['cpu']} ({first['cpu_flags']}; native bf16: {first['cpu_native_bf16']}), torch "
-              f"{first['torch']}, {first['threads']} thread(s), commit {first['commit']}, {first['rounds']} "
+              f"{first['torch']}, commit {first['commit']}, {first['rounds']} "
               "alternating rounds per row."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
