@@ -171,10 +171,16 @@ def write_results(rows: list[dict], out: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| setup | threads | official s/step | ours s/step | official/ours | load (1 min) |", "|---|---|---|---|---|---|"]
+    lines = ["| setup | threads | official s/step | ours s/step | official/ours | ours compiled s/step | "
+             "official/ours compiled | load (1 min) |", "|---|---|---|---|---|---|---|---|"]
+
+    def compiled(row: dict, key: str, form: str) -> str:
+        return "-" if row.get(key) in (None, "") else format(row[key], form)
     for r in rows:
         lines.append(f"| {r['setup']} ({r['official_optimizer']} vs {r['ours_optimizer']}) | {r['threads']} | "
-                     f"{r['official_s']:.3f} | {r['ours_s']:.3f} | {r['official_over_ours']:.2f} | {r['load_1min']} |")
+                     f"{r['official_s']:.3f} | {r['ours_s']:.3f} | {r['official_over_ours']:.2f} | "
+                     f"{compiled(r, 'ours_compiled_s', '.3f')} | {compiled(r, 'official_over_ours_compiled', '.2f')} | "
+                     f"{r['load_1min']} |")
     first = rows[0]
     lines += ["", f"{first['cpu']} ({first['cpu_flags']}; native bf16: {first['cpu_native_bf16']}), torch "
               f"{first['torch']}, commit {first['commit']}, {first['rounds']} alternating rounds per row, float32."]
