@@ -7,7 +7,9 @@ distinct product alone on this machine in its recorded layout and sums count x t
 of the same arithmetic in the same precision on this machine runs faster than that floor unless it
 makes its products themselves faster, so `some other code's step time / floor` is the highest speed-up
 over that code that this machine allows (attention kernels, which hold their own products, are left out:
-the floor is a lower bound).
+the floor is a lower bound). Fused attention kernels are recorded apart (`AttentionCall`) and
+timed alone the same way (`attention_seconds`): products + attention is the floor of a step whose
+elementwise work, norms and copies cost nothing.
 """
 from __future__ import annotations
 
@@ -50,12 +52,46 @@ class Product:
         return 2 * self.batch * self.m * self.k * self.n
 
 
+@dataclass(frozen=True)
+class AttentionCall:
+    """One fused attention kernel call: query/key/value shapes [B, H, L, d], mask shape (or None), backward or not."""
+
+    query: tuple[int, ...]
+    key: tuple[int, ...]
+    value: tuple[int, ...]
+    mask: tuple[int, ...] | None
+    causal: bool
+    backward: bool
+    dtype: torch.dtype
+
+
+def attention_call(func, args, kwargs) -> AttentionCall | None:
+    """The AttentionCall of a dispatched fused-attention kernel (forward or backward), else None."""
+    name = func.name()
+    if "_scaled_dot_product" not in name:
+        return None
+    backward = name.split("::")[-1].split(".")[0].endswith("_backward")
+    if backward:  # (grad_out, query, key, value, out, logsumexp, dropout, is_causal, ...)
+        query, key, value = args[1], args[2], args[3]
+        causal = bool(args[7]) if len(args) > 7 and isinstance(args[7], bool) else bool(kwargs.get("is_causal", False))
+    else:  # (query, key, value, dropout, is_causal, ...)
+        query, key, value = args[0], args[1], args[2]
+        causal = bool(args[4]) if len(args) > 4 and isinstance(args[4], bool) else bool(kwargs.get("is_causal", False))
+    mask = kwargs.get("attn_mask")
+    return AttentionCall(tuple(query.shape), tuple(key.shape), tuple(value.shape),
+                         None if mask is None else tuple(mask.shape), causal, backward, query.dtype)
+
+
 class _ProductRecorder(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.products: Counter[Product] = Counter()
+        self.attention: Counter[AttentionCall] = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        call = attention_call(func, args, kwargs or {})
+        if call is not None:
+            self.attention[call] += 1
         kind = PRODUCTS.get(func)
         if kind is not None:
             left, right = (args[1], args[2]) if kind in ("addmm", "baddbmm") else (args[0], args[1])
@@ -67,10 +103,47 @@ class _ProductRecorder(TorchDispatchMode):
 
 def record_products(fn: Callable[[], object]) -> Counter[Product]:
     """Every matrix product `fn()` dispatches (its backward too, when fn calls backward), with counts."""
+    return record_step(fn)[0]
+
+
+def record_step(fn: Callable[[], object]) -> tuple[Counter[Product], Counter[AttentionCall]]:
+    """The matrix products and the fused attention calls `fn()` dispatches, with counts."""
     recorder = _ProductRecorder()
     with recorder:
         fn()
-    return recorder.products
+    return recorder.products, recorder.attention
+
+
+def time_attention(call: AttentionCall, rounds: int) -> float:
+    """Median seconds of one attention kernel alone: the forward, or for a backward call the difference
+    forward + backward minus forward (fresh operands of the recorded shapes)."""
+    import torch.nn.functional as F
+    query, key, value = (torch.randn(shape, dtype=call.dtype, requires_grad=call.backward)
+                         for shape in (call.query, call.key, call.value))
+    mask = None if call.mask is None else torch.ones(call.mask, dtype=torch.bool)
+    gradient = torch.randn(call.query[:-1] + call.value[-1:], dtype=call.dtype)
+
+    def forward():
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=call.causal)
+
+    def median(fn) -> float:
+        fn()
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+    with torch.no_grad():
+        forward_only = median(forward)
+    if not call.backward:
+        return forward_only
+    return max(median(lambda: forward().backward(gradient)) - forward_only, 0.0)
+
+
+def attention_seconds(calls: Counter[AttentionCall], rounds: int = 5) -> float:
+    """Sum of count x time alone over the recorded attention kernel calls (0 when there are none)."""
+    return sum(count * time_attention(call, rounds) for call, count in calls.items())
 
 
 def _operand(rows: int, cols: int, layout_: str, batch: int, dtype: torch.dtype) -> torch.Tensor:

@@ -4,7 +4,8 @@ import math
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.matmul_floor import Product, equivalent_products, floor_seconds, layout, record_products
+from benchmarks.matmul_floor import (AttentionCall, Product, attention_seconds, equivalent_products, floor_seconds,
+                                     layout, record_products, record_step)
 
 
 def two_layer_step(batch=32, inputs=8, hidden=16, outputs=4):
@@ -63,3 +64,23 @@ def test_floor_is_well_formed_and_refuses_an_empty_step():
         assert "no matrix products" in str(error)
     else:
         raise AssertionError("an empty step must be refused")
+
+
+def test_attention_calls_are_recorded_forward_and_backward_and_timed():
+    """Fused attention is recorded apart from the products: one forward and one backward call per use, with
+    the mask's shape; the replay times are positive and sum over counts."""
+    query = torch.randn(2, 4, 8, 16, requires_grad=True)
+    mask = torch.ones(2, 1, 8, 8, dtype=torch.bool)
+
+    def step():
+        torch.nn.functional.scaled_dot_product_attention(query, query, query).sum().backward()
+        torch.nn.functional.scaled_dot_product_attention(query, query, query, attn_mask=mask).sum().backward()
+    products, attention = record_step(step)
+    shape = (2, 4, 8, 16)
+    assert attention == {AttentionCall(shape, shape, shape, None, False, False, torch.float32): 1,
+                         AttentionCall(shape, shape, shape, None, False, True, torch.float32): 1,
+                         AttentionCall(shape, shape, shape, (2, 1, 8, 8), False, False, torch.float32): 1,
+                         AttentionCall(shape, shape, shape, (2, 1, 8, 8), False, True, torch.float32): 1}
+    assert not products  # the CPU kernel's products are inside it
+    assert attention_seconds(attention, rounds=1) > 0
+    assert attention_seconds({}, rounds=1) == 0
