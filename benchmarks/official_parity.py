@@ -163,11 +163,12 @@ def to_ours(official: dict[str, torch.Tensor], heads: int, num_classes: int) -> 
 
 
 # ---------------------------------------------------------------------------------- our side
-def class_folders(root: Path, count: int) -> Path:
-    """An ImageFolder of `count` classes with one tiny image each: the modality reads its class count."""
+def class_folders(root: Path, count: int, images_per_class: int = 1) -> Path:
+    """An ImageFolder of `count` classes with tiny images (one each by default): the modality reads its class count."""
     for index in range(count):
         (root / "train" / f"class{index:02d}").mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (4, 4)).save(root / "train" / f"class{index:02d}" / "0.png")
+        for image in range(images_per_class):
+            Image.new("RGB", (4, 4)).save(root / "train" / f"class{index:02d}" / f"{image}.png")
     return root
 
 

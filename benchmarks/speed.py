@@ -37,6 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.official_parity import class_folders
 from benchmarks.timing import ROOT, build_train_step, machine_record, synchronize
 from core.build import build_modality, build_recipe
+from core.compilation import compile_blocks
 from core.modality import LatentLayout
 from core.precision import compute_dtype
 
@@ -50,12 +51,15 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
         return compose(name, overrides=overrides)
 
 
-def train_config(case_overrides, folder: Path, extra: list[str] = ()) -> DictConfig:
-    """A core.train config; an ImageFolder preset without data gets a folder of tiny class images."""
+def train_config(case_overrides, folder: Path, extra: list[str] = (), full_batch: bool = False) -> DictConfig:
+    """A core.train config; an ImageFolder preset without data gets a folder of tiny class images (one per
+    class, or with full_batch enough for one trainer.batch_size batch)."""
     overrides = [*case_overrides, f"trainer.out_dir={folder / 'run'}", *extra]
     cfg = compose_config("train", overrides)
     if cfg.modality.name == "image" and cfg.modality.dataset == "image_folder" and cfg.modality.data_root is None:
-        root = class_folders(folder / "classes", 10)
+        classes = 10
+        per_class = cfg.trainer.batch_size // classes + 1 if full_batch else 1  # the loader drops a partial batch
+        root = class_folders(folder / "classes", classes, images_per_class=per_class)
         cfg = compose_config("train", overrides + [f"modality.data_root={root}", "modality.evaluation.fid=false"])
     return cfg
 
@@ -95,7 +99,8 @@ class TokenCounter:
 def train_case(case: DictConfig, suite: DictConfig, device: torch.device, folder: Path) -> dict:
     batch_size = case.batch_size
     load = round(os.getloadavg()[0], 2)  # the machine's other work when the case began
-    cfg = train_config(case.overrides, folder, [f"trainer.batch_size={batch_size}", f"trainer.precision={suite.precision}"])
+    cfg = train_config(case.overrides, folder, [f"trainer.batch_size={batch_size}", f"trainer.precision={suite.precision}"],
+                       full_batch=True)
     step = build_train_step(cfg, device=device)
     modality = build_modality(cfg)
     loader = torch.utils.data.DataLoader(
@@ -105,7 +110,10 @@ def train_case(case: DictConfig, suite: DictConfig, device: torch.device, folder
     batches, loader_times, iterator = [], [], iter(loader)
     for _ in range(max(suite.evaluation.loader_batches, suite.rounds + suite.warmup)):
         start = time.perf_counter()
-        batch = next(iterator)
+        batch = next(iterator, None)
+        if batch is None:  # a small (stand-in) dataset: start another epoch
+            iterator = iter(loader)
+            batch = next(iterator)
         loader_times.append(time.perf_counter() - start)
         batches.append(modality.batch_to(batch, device))
     if device.type == "cuda":
@@ -146,6 +154,8 @@ def sampling_rows(case: DictConfig, suite: DictConfig, device: torch.device, fol
     cfg = train_config(case.overrides, folder)
     torch.manual_seed(0)
     recipe = build_recipe(cfg, build_modality(cfg)).to(device).eval()
+    if cfg.sampler.compile:
+        compile_blocks(recipe)
     evaluations = [0]
     hook = recipe.denoiser.register_forward_pre_hook(lambda module, args: evaluations.__setitem__(0, evaluations[0] + 1))
     rows = []
@@ -308,8 +318,30 @@ def markdown_table(rows: list[dict], columns: dict[str, str]) -> list[str]:
     return lines + ["| " + " | ".join(cell(row.get(key, "")) for key in columns) + " |" for row in rows]
 
 
-def write_markdown(results: dict[str, list[dict]], path: Path, record: dict, rounds: int) -> None:
+def target_rows(targets, results: dict[str, list[dict]]) -> list[dict]:
+    """Each target of the suite against the best matching row: {what, case, metric, measured, at_least, met}.
+    A target names a part (train | sampling), a case, optional `where` column values, a metric and a bound."""
+    rows = []
+    for target in targets:
+        where = dict(target.where or {})
+        matching = [row for row in results[target.part] if row["case"] == target.case
+                    and all(row.get(key) == value for key, value in where.items())
+                    and row.get(target.metric) not in (None, "")]
+        measured = max((float(row[target.metric]) for row in matching), default=None)
+        rows.append({"what": target.what, "case": target.case + "".join(f", {k}={v}" for k, v in where.items()),
+                     "metric": target.metric, "measured": "not measured" if measured is None else measured,
+                     "at_least": float(target.at_least),
+                     "met": "-" if measured is None else ("yes" if measured >= target.at_least else "no")})
+    return rows
+
+
+def write_markdown(results: dict[str, list[dict]], path: Path, record: dict, rounds: int,
+                   targets: list[dict] = ()) -> None:
     lines = []
+    if targets:
+        lines += ["## Targets", "", *markdown_table(list(targets), {"what": "target", "case": "case", "metric": "metric",
+                                                                    "measured": "measured", "at_least": "at least",
+                                                                    "met": "met"}), ""]
     for row in results["train"]:
         row["gflops_per_step"] = row["flops_per_step"] / 1e9
         row["achieved_gflops"] = row["achieved_tflops"] * 1e3
@@ -427,7 +459,10 @@ def run_suite(cfg: DictConfig) -> dict[str, list[dict]]:
     for part, rows in results.items():
         write_csv(rows, out_dir / f"{cfg.name}_{part}.csv", record)
     plot(results["train"], results["sampling"], out_dir, cfg.name, record)
-    write_markdown(results, out_dir / f"{cfg.name}.md", record, suite.rounds)
+    targets = target_rows(suite.targets, results)
+    for row in targets:
+        print(f"target {row['what']}: {row['measured']} (at least {row['at_least']}): {row['met']}", flush=True)
+    write_markdown(results, out_dir / f"{cfg.name}.md", record, suite.rounds, targets)
     print(f"wrote {out_dir}/{cfg.name}_*.csv and .png")
     return results
 

@@ -37,3 +37,34 @@ def test_short_suite_writes_well_formed_results(tmp_path):
     packed = {r["case"]: r for r in results["train"]}
     assert packed["molecule_smoke_packed"]["tokens_per_step"] < packed["molecule_smoke"]["tokens_per_step"]
     assert (tmp_path / "short_train.png").stat().st_size > 0 and (tmp_path / "short_sampling.png").stat().st_size > 0
+
+
+def test_targets_take_the_best_matching_row_and_say_whether_it_is_met():
+    from omegaconf import OmegaConf
+
+    from benchmarks.speed import target_rows
+    results = {"sampling": [{"case": "qm9", "batch_size": 500, "samples_per_s": 900.0},
+                            {"case": "qm9", "batch_size": 2000, "samples_per_s": 2100.0},
+                            {"case": "other", "batch_size": 2000, "samples_per_s": 9999.0}],
+               "train": [{"case": "ge_b", "mfu": ""}]}
+    targets = OmegaConf.create([
+        {"what": "any batch", "part": "sampling", "case": "qm9", "where": None, "metric": "samples_per_s", "at_least": 2000},
+        {"what": "batch 500", "part": "sampling", "case": "qm9", "where": {"batch_size": 500}, "metric": "samples_per_s",
+         "at_least": 2000},
+        {"what": "mfu off GPUs", "part": "train", "case": "ge_b", "where": None, "metric": "mfu", "at_least": 0.4}])
+    rows = target_rows(targets, results)
+    assert [(r["measured"], r["met"]) for r in rows] == [(2100.0, "yes"), (900.0, "no"), ("not measured", "-")]
+    assert rows[1]["case"] == "qm9, batch_size=500"
+
+
+def test_gpu_suite_composes_and_its_targets_name_its_cases(tmp_path):
+    from benchmarks.speed import train_config
+    cfg = compose_config("speed", ["speed_suite=gpu"])
+    suite = cfg.speed_suite
+    names = {part: {case.name for case in suite[part]} for part in ("train", "sampling")}
+    assert suite.targets and all(target.case in names[target.part] for target in suite.targets)
+    for case in suite.train:
+        case_cfg = train_config(case.overrides, tmp_path / case.name, [f"trainer.batch_size={case.batch_size}"])
+        assert case_cfg.trainer.batch_size == case.batch_size
+    for case in suite.sampling:
+        assert train_config(case.overrides, tmp_path / f"sampling_{case.name}").sampler is not None
