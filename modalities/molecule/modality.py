@@ -11,8 +11,8 @@ from torch_geometric.data import Batch
 
 from core.modality import LatentLayout
 from modalities.molecule.data.dataset import QM9Dataset, element_vocabulary
+from modalities.molecule.evaluation.alignment import kabsch_rmsd
 from modalities.molecule.model.decoder import MoleculeDecoder, MoleculePrediction
-from modalities.molecule.evaluation.reconstruction_metrics import kabsch_rmsd, reconstruction_match_rates
 from modalities.molecule.model.corruption import AtomCorruption
 from modalities.molecule.model.losses import ReconstructionLoss
 from torch_geometric.utils import to_dense_batch
@@ -111,6 +111,8 @@ class MoleculeModality:
         """Per-molecule values [B]: element accuracy, aligned coordinate RMSD (Å), all elements right, and
         the two match verdicts of `reconstruction_match_rates` (match_rate_inchi_openbabel: ADiT's protocol;
         match_rate_edm_smiles: strict), NaN (left out, counted) where the input molecule has no identity."""
+        # imported here: the match verdicts need RDKit, training and sampling do not (GPU machines without it)
+        from modalities.molecule.evaluation.reconstruction_metrics import reconstruction_match_rates
         elements, positions, mask = self.dense_targets(batch)
         correct = (prediction.elements == elements) & mask
         target_numbers = self.atomic_numbers.to(elements.device)[elements]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from modalities.molecule.evaluation.reconstruction_metrics import kabsch_rmsd, kabsch_rotation, masked_centred
+from modalities.molecule.evaluation.alignment import kabsch_rmsd, kabsch_rotation, masked_centred
 
 _PROPER_SIGNS = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64)  # det +1
 

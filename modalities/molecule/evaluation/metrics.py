@@ -22,13 +22,14 @@ import torch
 from torchmetrics import Metric
 from tqdm import tqdm
 
+from modalities.molecule.evaluation.alignment import kabsch_rmsd
 from modalities.molecule.evaluation.bond_perception import ROUTES, input_problem, perceive
 from modalities.molecule.evaluation.chemistry_metrics import ChemistryResult, assess_chemistry, reason_category
 from modalities.molecule.evaluation.fcd import CHEMNET_DIM, FCDStatistics, chemnet_activations, frechet_distance
 from modalities.molecule.evaluation.files import MoleculeRecord
 from modalities.molecule.evaluation.inchi import inchi_match
 from modalities.molecule.evaluation.rdkit_messages import add_counts, call_counting_messages, counting
-from modalities.molecule.evaluation.reconstruction_metrics import atom_type_accuracy, kabsch_rmsd, reconstruction_match
+from modalities.molecule.evaluation.reconstruction_metrics import atom_type_accuracy, reconstruction_match
 from modalities.molecule.evaluation.stability import StabilityResult, check_stability
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from modalities.molecule.evaluation.atom_assignment import element_assignment, reorder
-from modalities.molecule.evaluation.reconstruction_metrics import kabsch_align, masked_centred
+from modalities.molecule.evaluation.alignment import kabsch_align, masked_centred
 
 
 def permutation_aware_coordinate_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
