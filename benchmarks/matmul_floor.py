@@ -114,6 +114,17 @@ def record_step(fn: Callable[[], object]) -> tuple[Counter[Product], Counter[Att
     return recorder.products, recorder.attention
 
 
+def median_seconds(fn: Callable[[], object], rounds: int) -> float:
+    """Median wall seconds of `rounds` calls of fn, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def time_attention(call: AttentionCall, rounds: int) -> float:
     """Median seconds of one attention kernel alone: the forward, or for a backward call the difference
     forward + backward minus forward (fresh operands of the recorded shapes)."""
@@ -125,20 +136,11 @@ def time_attention(call: AttentionCall, rounds: int) -> float:
 
     def forward():
         return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=call.causal)
-
-    def median(fn) -> float:
-        fn()
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
     with torch.no_grad():
-        forward_only = median(forward)
+        forward_only = median_seconds(forward, rounds)
     if not call.backward:
         return forward_only
-    return max(median(lambda: forward().backward(gradient)) - forward_only, 0.0)
+    return max(median_seconds(lambda: forward().backward(gradient), rounds) - forward_only, 0.0)
 
 
 def attention_seconds(calls: Counter[AttentionCall], rounds: int = 5) -> float:
@@ -162,13 +164,7 @@ def time_product(product: Product, rounds: int) -> float:
         call = (lambda: torch.baddbmm(bias, left, right)) if product.bias else (lambda: torch.bmm(left, right))
     else:
         call = (lambda: torch.addmm(bias, left, right)) if product.bias else (lambda: torch.mm(left, right))
-    call()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(call, rounds)
 
 
 def equivalent_products(product: Product) -> list[Product]:
