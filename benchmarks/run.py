@@ -23,7 +23,7 @@ BENCHMARKS = {
     "recipes": "unite, two_stage, ldetok, aligntok at equal steps x batch on QM9 and CIFAR-10: table and plot",
     "image_probe_figures": "short image runs: speed, L1, PSNR, patch seam ratio, grids from raw weights",
     "official_parity": "build tests/fixtures/official_parity.pt from a checkout of the official UNITE code",
-    "speed": "the speed suite: training/sampling/evaluation throughput, FLOPs, 40 % MFU step times (speed_suite=short)",
+    "speed": "the speed suite: training/sampling/evaluation throughput, FLOPs, 40 % MFU step times (speed_suite=short|cpu|full|gpu)",
     "official_parity_speed": "official UNITE code vs ours at one config, alternating A/B (checkout path argument)",
     "hot_paths": "each fast path of a step against its plain eager variant, same run (--profile: where time goes)",
     "step_profile": "where a full step's time goes (phases, op families), plain eager path vs fast path",

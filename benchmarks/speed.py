@@ -2,7 +2,7 @@
 
     python -m benchmarks.run speed [speed_suite=short] [rounds=9] [threads=1] [precision=fp32] [name=...] [key=value ...]
 
-Configured by configs/speed.yaml and its `speed_suite` group (configs/speed_suite/full.yaml, short.yaml): every case is a
+Configured by configs/speed.yaml and its `speed_suite` group (configs/speed_suite/: full, cpu, short, gpu): every case is a
 `core.train` config given as Hydra overrides, so any preset or key can be measured. Writes into `out_dir`:
   <name>_train.csv      per training case: median step seconds, samples/s, tokens/s (every token through a
                         transformer block, both passes and the decoder), the DataLoader's seconds per batch
@@ -14,7 +14,8 @@ Configured by configs/speed.yaml and its `speed_suite` group (configs/speed_suit
   <name>_flops.csv      FLOPs per sample and per device step, counted on the meta device, and the step time
                         (and samples/s) that 40 % MFU would give on an H100 / H200 (989 TFLOP/s dense bf16)
   <name>_train.png, <name>_sampling.png
-  <name>.md             the four tables in one page, with the machine record
+  <name>.md             the four tables in one page, with the machine record; first the suite's `targets`
+                        (speed_suite=gpu: issue 13's H100 bounds), each measured, its bound, met or not
 Every row carries the machine record (benchmarks/timing.py). Random weights throughout: the figures are
 speeds, not results (an adaptive solver's NFE depends on the weights, so only fixed-step solvers are listed).
 """
