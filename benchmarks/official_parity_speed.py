@@ -186,7 +186,8 @@ def write_results(rows: list[dict], out: Path) -> None:
                      f"{r['load_1min']} |")
     first = rows[0]
     lines += ["", f"{first['cpu']} ({first['cpu_flags']}; native bf16: {first['cpu_native_bf16']}), torch "
-              f"{first['torch']}, commit {first['commit']}, {first['rounds']} alternating rounds per row, float32."]
+              f"{first['torch']}, commit {' / '.join(dict.fromkeys(str(r['commit']) for r in rows))} (per row in the CSV), "
+              f"{first['rounds']} alternating rounds per row, float32."]
     for r in rows:
         if r.get("official_over_floor") not in (None, ""):
             lines += ["", f"Matrix-product floor at {r['threads']} thread(s): a forward+backward holds "
