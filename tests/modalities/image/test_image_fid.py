@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from modalities.image.fid import (FeatureStatistics, InceptionFeatures, ReconstructionFID, default_inception_path,
-                                  fid_metric, frechet_distance_numpy, reference_statistics, set_real_statistics,
-                                  tf1_bilinear_resize)
+                                  fid_metric, frechet_distance_numpy, inception_input, reference_statistics,
+                                  set_real_statistics, tf1_bilinear_resize)
 
 SUITE_IMAGES = int(os.environ.get("UNITE_FID_TEST_IMAGES", "48"))  # per split; Inception is ~0.3 s/image on 2 CPU cores
 
@@ -161,7 +161,7 @@ def test_folded_channels_last_network_gives_the_torchscript_features_and_fid(cif
 
     def scripted_features(images):
         with torch.no_grad():
-            return scripted((tf1_bilinear_resize(images.float(), 299) - 128) / 128).double().numpy()
+            return scripted(inception_input(images)).double().numpy()
     reference_train, reference_test = scripted_features(cifar_images["train"]), scripted_features(cifar_images["test"])
     assert np.abs(train - reference_train).max() < 1e-4 * np.abs(reference_train).max()
     assert np.abs(test - reference_test).max() < 1e-4 * np.abs(reference_test).max()
