@@ -26,6 +26,7 @@ BENCHMARKS = {
     "speed": "the speed suite: training/sampling/evaluation throughput, FLOPs, 40 % MFU step times (speed_suite=short|cpu|full|gpu)",
     "official_parity_speed": "official UNITE code vs ours at one config, alternating A/B (checkout path argument)",
     "hot_paths": "each fast path of a step against its plain eager variant, same run (--profile: where time goes)",
+    "precision": "fp32 vs bf16 autocast per preset on this machine, paired (the measurement behind precision=auto)",
     "step_profile": "where a full step's time goes (phases, op families), plain eager path vs fast path",
 }
 

@@ -16,10 +16,11 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from core.layers import (FinalLayer, FourierTimestepEmbedder, LabelEmbedder, TimestepEmbedder, TransformerBlock,
-                         key_padding_to_attention_mask, xavier_init_linear)
+from core.layers import (FinalLayer, FourierTimestepEmbedder, LabelEmbedder, RMSNorm, TimestepEmbedder,
+                         TransformerBlock, key_padding_to_attention_mask, xavier_init_linear)
 from core.modality import LatentLayout, Observation
 from core.packing import pack_tokens
+from core.precision import float32_region, widened
 from core.rope import RotaryEmbedding, concat_tokens
 
 
@@ -156,7 +157,8 @@ class GenerativeEncoder(nn.Module):
             x = packed.unpack(x)
         offset = self.in_context_tokens if self.in_context_tokens else 0
         latent_out = x[:, offset:offset + n_lat]
-        return self.latent_norm(self.final_layer(latent_out, c))  # [B, N_lat, C]
+        with float32_region(x.device):  # z, targets and sampler states share one float32 scale (core/precision.py)
+            return self.latent_norm(self.final_layer(widened(latent_out), widened(c)))  # [B, N_lat, C]
 
     def _append_class_tokens(self, x, y, token_mask, positions, padded: bool):
         b = x.shape[0]
@@ -192,7 +194,7 @@ class DecoderTrunk(nn.Module):
         self.rotary = RotaryEmbedding(width // heads, rope_axes) if rope_axes else None
         self.blocks = nn.ModuleList(
             TransformerBlock(width, heads, mlp_ratio, qk_norm, conditioned=False) for _ in range(depth))
-        self.norm = nn.RMSNorm(width, eps=1e-6)
+        self.norm = RMSNorm(width, eps=1e-6)
         self.width = width
         self.mask_token: nn.Parameter | None = None
 

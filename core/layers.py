@@ -26,6 +26,16 @@ def xavier_init_linear(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
+class RMSNorm(nn.RMSNorm):
+    """torch's RMSNorm with its scale cast to the input's dtype: under bf16 autocast (which leaves rms_norm
+    alone) a float32 scale meeting a bf16 activation sends torch to its slow unfused path, with a warning
+    per call. The fused kernel accumulates in float32 either way; in float32 this is nn.RMSNorm exactly."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(x.dtype)
+        return F.rms_norm(x, self.normalized_shape, weight, self.eps)
+
+
 def per_token(values: torch.Tensor) -> torch.Tensor:
     """Modulation values per sample [B, D] -> [B, 1, D]; per token [B, N, D] (packed batches) stay."""
     return values.unsqueeze(1) if values.dim() == 2 else values
@@ -66,8 +76,8 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         head_dim = width // heads
-        self.q_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
-        self.k_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.q_norm = RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None, packed: PackedTokens | None = None) -> torch.Tensor:
@@ -97,14 +107,14 @@ class TransformerBlock(nn.Module):
                  norm_scale: bool = False, residual_norm: bool = False):
         super().__init__()
         affine = norm_scale or not conditioned
-        self.norm1 = nn.RMSNorm(width, eps=1e-6, elementwise_affine=affine)
+        self.norm1 = RMSNorm(width, eps=1e-6, elementwise_affine=affine)
         self.attn = Attention(width, heads, qk_norm)
-        self.norm2 = nn.RMSNorm(width, eps=1e-6, elementwise_affine=affine)
+        self.norm2 = RMSNorm(width, eps=1e-6, elementwise_affine=affine)
         self.mlp = SwiGLU(width, mlp_ratio)
         self.conditioned = conditioned
         if conditioned:
             self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
-        self.norm3 = nn.RMSNorm(width, eps=1e-6) if residual_norm else None
+        self.norm3 = RMSNorm(width, eps=1e-6) if residual_norm else None
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None, attention_mask: torch.Tensor | None,
                 rotary: tuple[torch.Tensor, torch.Tensor] | None, packed: PackedTokens | None = None) -> torch.Tensor:
@@ -128,7 +138,7 @@ class FinalLayer(nn.Module):
 
     def __init__(self, width: int, out_channels: int, norm_scale: bool = False):
         super().__init__()
-        self.norm = nn.RMSNorm(width, eps=1e-6, elementwise_affine=norm_scale)
+        self.norm = RMSNorm(width, eps=1e-6, elementwise_affine=norm_scale)
         self.linear = nn.Linear(width, out_channels)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
 
@@ -209,5 +219,5 @@ def key_padding_to_attention_mask(token_mask: torch.Tensor | None) -> torch.Tens
     return token_mask[:, None, None, :]
 
 
-__all__ = ["xavier_init_linear", "modulate", "SwiGLU", "Attention", "TransformerBlock", "FinalLayer", "TimestepEmbedder",
+__all__ = ["xavier_init_linear", "RMSNorm", "modulate", "SwiGLU", "Attention", "TransformerBlock", "FinalLayer", "TimestepEmbedder",
            "FourierTimestepEmbedder", "LabelEmbedder", "RotaryEmbedding", "key_padding_to_attention_mask"]

@@ -60,13 +60,55 @@ def device_has_native_bf16(device: torch.device) -> bool:
     return False
 
 
+def auto_choice(device: torch.device) -> tuple[torch.dtype, str]:
+    """What trainer.precision=auto computes in on `device`, and why (one line for the run's log)."""
+    if device.type == "cuda":
+        if device_has_native_bf16(device):
+            return torch.bfloat16, "a CUDA GPU with native bf16"
+        return torch.float32, "a CUDA GPU without native bf16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16, "a CPU with native bf16 (" + ", ".join(sorted(cpu_flags() & NATIVE_BF16_CPU_FLAGS)) + ")"
+    return torch.float32, f"a {device.type.upper()} without native bf16"
+
+
+def auto_reason(device: torch.device) -> str:
+    return auto_choice(device)[1]
+
+
 def compute_dtype(device: torch.device, precision: str) -> torch.dtype:
     """The autocast dtype of a step on `device` under trainer.precision (float32 = no autocast)."""
     if precision not in PRECISIONS:
         raise ValueError(f"trainer.precision={precision!r}: choose one of {PRECISIONS}")
-    if precision == "bf16" or (precision == "auto" and device_has_native_bf16(device)):
-        return torch.bfloat16
-    return torch.float32
+    if precision == "auto":
+        return auto_choice(device)[0]
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def float32_region(device: torch.device | str):
+    """A region that autocast leaves alone: inside it every op computes in its inputs' dtype (float32).
+
+    The rule, applied where the code says so: what autocast does not cover, or what carries physical
+    units at a resolution bf16 cannot hold, runs here on float32 inputs. bf16 keeps 8 significant bits:
+    a 3 Å coordinate is resolved to 0.016 Å, coarser than the 0.04 Å the tokenizer reconstructs, and
+    e3nn's tensor products mix bf16 activations with float32 weights and fail. So these run in float32:
+      - a modality's geometry in and out (the e3nn encoder, coordinate features, the position head);
+      - the GE's latent head and LayerNorm (z, the targets and the ODE state share one float32 scale);
+      - every loss, alignment and metric (casts of their inputs inside them).
+    Matrix products of the transformers stay under autocast: they are where bf16 pays."""
+    kind = torch.device(device).type
+    if kind not in ("cuda", "cpu"):
+        return nullcontext()
+    return torch.autocast(kind, enabled=False)
+
+
+def widened_dtype(dtype: torch.dtype) -> torch.dtype:
+    """bf16/fp16 -> float32; float32 and float64 (the parity tests) unchanged."""
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+
+
+def widened(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor in `widened_dtype` of its dtype; integer tensors unchanged."""
+    return tensor.to(widened_dtype(tensor.dtype))
 
 
 def autocast_for(device: torch.device, precision: str):

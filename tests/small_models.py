@@ -1,7 +1,11 @@
 """Small Generative Encoders for unit tests: every constructor argument spelled once, override any."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+from PIL import Image
 
 from core.generative_encoder import GenerativeEncoder
 
@@ -44,3 +48,15 @@ def tiny_image_recipe(compose_config, tmp_path, *extra):
     size = TINY_IMAGE["image_size"]
     batch = ImageBatch(torch.rand(TINY_IMAGE["batch"], 3, size, size, generator=g) * 2 - 1, torch.tensor([0, 3, 5, 9]))
     return recipe, batch
+
+
+def image_folder(root: Path) -> Path:
+    """A two-class ImageFolder of random 8 px PNGs (12 train, 4 test images per class) under root."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 4)):
+        for name in ("cat", "dog"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    return root

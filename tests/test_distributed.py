@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from core.checkpoint import list_checkpoints
+from small_models import image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ["modality=image", "modality.dataset=image_folder", "modality.image_size=8", "modality.patch_size=4",
@@ -22,17 +22,6 @@ SETTINGS = ["modality=image", "modality.dataset=image_folder", "modality.image_s
             "model.heads=2", "model.latent_channels=4", "trainer.batch_size=8", "trainer.max_steps=3",
             "trainer.log_every=1", "trainer.evaluate_at_end=false", "trainer.device=cpu", "trainer.threads=1",
             "trainer.lr=1e-3"]
-
-
-def image_folder(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 12), ("test", 4)):
-        for name in ("cat", "dog"):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for index in range(count):
-                Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / f"{index}.png")
-    return root
 
 
 def run(launcher: list[str], data: Path, out: Path, recipe: list[str]) -> str:

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from core.generative_encoder import GenerativeEncoder
 from core.modality import LatentLayout, Modality
-from core.precision import autocast_for
+from core.precision import autocast_for, widened_dtype
 from core.samplers import classifier_free_guidance, integrate, velocity_field
 from core.timesteps import sample_timesteps
 from core.transport import (additive_latent_noise, decoder_latent_noise, interpolate, velocity_loss,
@@ -196,6 +196,7 @@ class LatentRecipe(nn.Module):
         generator and cover its real tokens only, so they do not depend on the batch they sit in.
         None: one batched draw from the global generator."""
         b, n = mask.shape
+        dtype = widened_dtype(dtype)  # noise, times and targets are float32 under autocast too (core/precision.py)
         if seeds is None:
             return self._draw(b, n, mask.device, dtype, None)
         if len(seeds) != b:
@@ -245,7 +246,7 @@ class LatentRecipe(nn.Module):
 
         shift: time shift of the sampling grid; None = the training shift (recipe.timestep_shift).
         precision: autocast of the denoiser's evaluations (core/precision.py); the ODE state stays float32
-        (the GE's final LayerNorm returns float32 under autocast)."""
+        (the GE's latent head and LayerNorm run in float32 under autocast)."""
         if shift is None:
             shift = self.timestep_shift
         layout = self.embedder.generation_layout(num_samples, device, None)

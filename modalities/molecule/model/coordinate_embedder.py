@@ -12,6 +12,7 @@ import torch.nn as nn
 from torch_geometric.utils import scatter, to_dense_batch
 
 from core.modality import LatentLayout, Observation
+from core.precision import float32_region, widened
 from modalities.molecule.model.atom_counts import AtomCountPrior
 from modalities.molecule.model.corruption import AtomCorruption
 
@@ -26,8 +27,9 @@ class CoordinateTokens(nn.Module):
         self.coordinates = nn.Sequential(nn.Linear(3, hidden), nn.SiLU(), nn.Linear(hidden, width))
 
     def forward(self, element: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        centred = pos - scatter(pos, batch, dim=0, reduce="mean")[batch]
-        return self.element_embedding(element) + self.coordinates(centred)
+        with float32_region(pos.device):  # Å coordinates in float32: bf16 resolves 3 Å to 0.016 Å
+            centred = pos - scatter(pos, batch, dim=0, reduce="mean")[batch]
+            return self.element_embedding(element) + self.coordinates(widened(centred))
 
 
 class CoordinateAtomEmbedder(nn.Module):

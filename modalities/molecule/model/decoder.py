@@ -13,6 +13,7 @@ import torch.nn as nn
 
 from core.generative_encoder import DecoderTrunk
 from core.modality import LatentLayout
+from core.precision import float32_region, widened
 
 
 @dataclass
@@ -37,5 +38,7 @@ class MoleculeDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor, layout: LatentLayout) -> MoleculePrediction:
         h = self.trunk(z, layout)
-        positions = self.position_head(h) * self.coordinate_scale
-        return MoleculePrediction(self.element_head(h), positions, layout.mask)
+        with float32_region(h.device):  # coordinates (Å) and logits in float32 (core/precision.py)
+            h = widened(h)
+            positions = self.position_head(h) * self.coordinate_scale
+            return MoleculePrediction(self.element_head(h), positions, layout.mask)

@@ -28,6 +28,7 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch_geometric.utils import scatter, to_dense_batch
 
 from core.modality import LatentLayout, Observation
+from core.precision import float32_region, widened
 from modalities.molecule.model.atom_counts import AtomCountPrior
 from modalities.molecule.model.coordinate_embedder import CoordinateTokens
 from modalities.molecule.model.corruption import AtomCorruption
@@ -135,6 +136,10 @@ class EquivariantAtomEmbedder(nn.Module):
     def atom_features(self, element: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """Per-atom features [A, F] of the e3nn network: the last layer's channels chosen by `tokens`
         (each irrep written out in the input frame), then the element embedding."""
+        with float32_region(pos.device):  # e3nn's tensor products are not autocast-aware (core/precision.py)
+            return self._atom_features(element, widened(pos), batch)
+
+    def _atom_features(self, element: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         edge_index = molecule_edges(pos, batch, self.graph_cutoff)
         vectors = pos[edge_index[1]] - pos[edge_index[0]]  # [E, 3]
         edge_sh = o3.spherical_harmonics(self.irreps_sh, vectors, normalize=True, normalization="component")

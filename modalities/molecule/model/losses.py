@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from core.precision import float32_region, widened
 from modalities.molecule.evaluation.atom_assignment import element_assignment, reorder
 from modalities.molecule.evaluation.alignment import kabsch_align, masked_centred
 
@@ -90,7 +91,13 @@ class ReconstructionLoss:
 
     def __call__(self, element_logits: torch.Tensor, predicted_positions: torch.Tensor, elements: torch.Tensor,
                  positions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """element_logits [B, N, K], predicted_positions and positions [B, N, 3] Å, elements [B, N], mask [B, N]."""
+        """element_logits [B, N, K], predicted_positions and positions [B, N, 3] Å, elements [B, N], mask [B, N].
+        Computed in float32 whatever autocast is on (core/precision.py)."""
+        with float32_region(positions.device):
+            return self._terms(widened(element_logits), widened(predicted_positions), elements,
+                               widened(positions), mask)
+
+    def _terms(self, element_logits, predicted_positions, elements, positions, mask):
         parts = {"element_ce": element_cross_entropy(element_logits, elements, mask)}
         if self.coordinate_frame == "permutation":  # every coordinate term sees the re-ordered target
             positions = reorder(positions, element_assignment(predicted_positions, positions, mask, elements,
