@@ -1,7 +1,7 @@
 """Which number format a step computes in, chosen from the hardware (trainer.precision).
 
-    auto   bf16 autocast where the hardware multiplies bf16 natively (CUDA GPUs with bf16; x86 CPUs with
-           AVX512-BF16 or AMX-BF16; Arm CPUs with the BF16 extension), float32 elsewhere
+    auto   bf16 autocast on CUDA GPUs with native bf16, float32 on CPUs (with or without native bf16:
+           measured, see auto_choice)
     bf16   bf16 autocast on any device (on a CPU without native bf16 it is emulated and slower than fp32)
     fp32   no autocast
 
@@ -61,13 +61,21 @@ def device_has_native_bf16(device: torch.device) -> bool:
 
 
 def auto_choice(device: torch.device) -> tuple[torch.dtype, str]:
-    """What trainer.precision=auto computes in on `device`, and why (one line for the run's log)."""
+    """What trainer.precision=auto computes in on `device`, and why (one line for the run's log).
+
+    Decided by measurement (`python -m benchmarks.run precision`, benchmarks/results/precision/): on an
+    Intel Xeon with AMX-BF16 the CPU default image step ran 0.71x as fast in bf16 and the molecule steps
+    1.13-1.14x, within the noise of a shared machine (issue 19 measured the default molecule run slower in bf16
+    there); casts, norms and elementwise work dominate these small models. So CPUs stay in float32 and
+    `trainer.precision=bf16` is the switch for a large model on an AMX CPU; CUDA GPUs with bf16 use it."""
     if device.type == "cuda":
         if device_has_native_bf16(device):
             return torch.bfloat16, "a CUDA GPU with native bf16"
         return torch.float32, "a CUDA GPU without native bf16"
     if device.type == "cpu" and cpu_has_native_bf16():
-        return torch.bfloat16, "a CPU with native bf16 (" + ", ".join(sorted(cpu_flags() & NATIVE_BF16_CPU_FLAGS)) + ")"
+        native = ", ".join(sorted(cpu_flags() & NATIVE_BF16_CPU_FLAGS))
+        return torch.float32, (f"a CPU: bf16 autocast measured no faster than float32 for the CPU presets even with "
+                               f"native bf16 ({native}); trainer.precision=bf16 forces it")
     return torch.float32, f"a {device.type.upper()} without native bf16"
 
 

@@ -38,7 +38,7 @@ from core.metrics_log import MetricsLog
 from core.noise_streams import global_positions, stream_seeds
 from core.optim import build_optimizer
 from core.packing import set_packing
-from core.precision import autocast_for, compute_dtype
+from core.precision import auto_reason, autocast_for, compute_dtype
 from core.sample import upgrade_config, upgrade_weights
 from core.stages import Stage, plan_stages, stage_of_checkpoint, start_stage
 from core.trainer_config import validate_trainer_config
@@ -143,7 +143,8 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     if tc.compile:
         compile_blocks(recipe)
     if world.is_main:
-        print(f"compute dtype {compute_dtype(world.device, tc.precision)} (trainer.precision={tc.precision})")
+        why = f": {auto_reason(world.device)}" if tc.precision == "auto" else ""
+        print(f"compute dtype {compute_dtype(world.device, tc.precision)} (trainer.precision={tc.precision}{why})")
     seed_everything(tc.seed + world.rank)  # per-process randomness of the data side (e.g. image flips)
     sampler = ResumableSampler(len(train_set), tc.seed, shuffle=True, rank=world.rank, world_size=world.size)
     defining = model_defining_config(cfg)

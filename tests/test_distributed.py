@@ -21,7 +21,7 @@ SETTINGS = ["modality=image", "modality.dataset=image_folder", "modality.image_s
             "modality.decoder.width=32", "modality.decoder.heads=2", "model.depth=1", "model.width=32",
             "model.heads=2", "model.latent_channels=4", "trainer.batch_size=8", "trainer.max_steps=3",
             "trainer.log_every=1", "trainer.evaluate_at_end=false", "trainer.device=cpu", "trainer.threads=1",
-            "trainer.lr=1e-3"]
+            "trainer.lr=1e-3", "trainer.precision=fp32"]  # equal to 1e-6: a float32 property, whatever auto picks
 
 
 def run(launcher: list[str], data: Path, out: Path, recipe: list[str]) -> str:
