@@ -262,7 +262,8 @@ class LatentRecipe(nn.Module):
             with autocast_for(device, precision):
                 return self.denoiser.denoise(x, t, y, denoise_layout).float()
         x_prediction = classifier_free_guidance(denoise, labels, null, guidance_scale, tuple(guidance_interval))
-        z = integrate(velocity_field(x_prediction, self.min_remaining_time), x0, solver, num_steps, shift, rtol, atol)
+        z = integrate(velocity_field(x_prediction, self.min_remaining_time), x0, solver, num_steps, shift, rtol, atol,
+                      endpoint_correction=False)  # the x-prediction's velocity at t = 1 is the clamp's (samplers.py)
         return z, layout
 
     # ------------------------------------------------------------------ inference
