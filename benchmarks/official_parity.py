@@ -212,7 +212,7 @@ def our_outputs(recipe, inputs: dict, draws: dict, lr_steps: list[int], max_step
         decoded = recipe.decoder(inputs["decoder_z"], layout)
         out["decoder"] = ((decoded + 1) / 2).flatten()[::DECODER_STRIDE]  # on their [0, 1] scale
         recipe.train()
-        joint = JointDraws(**{k: draws[k] for k in JointDraws.__dataclass_fields__})
+        joint = JointDraws(**{k: draws.get(k) for k in JointDraws.__dataclass_fields__})  # self_condition: None
         loss, parts = recipe(batch, draws=joint)
     out["joint_loss"] = torch.stack([loss, parts["rec_loss"], parts["gen_loss"]])
     multiplier = lr_multiplier(lr_schedule, LR_STEPS_PER_EPOCH, max_steps)

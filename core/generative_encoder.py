@@ -67,7 +67,16 @@ class GenerativeEncoder(nn.Module):
         self.latent_norm = nn.LayerNorm(latent_channels, elementwise_affine=latent_norm_affine)
         if in_context_tokens:
             self.in_context_pos = nn.Parameter(torch.zeros(1, in_context_tokens, width))
+        self.self_condition_in: nn.Linear | None = None  # add_self_conditioning()
         self.initialize_weights()
+
+    def add_self_conditioning(self) -> None:
+        """The input map of a previous clean-latent prediction (ADiT's self-conditioning), called by a recipe
+        with recipe.self_conditioning > 0. Zero-initialised and bias-free, so it starts as no input and an
+        absent prediction (the tokenize pass, the first sampling step) is the same as a zero one."""
+        if self.self_condition_in is None:
+            self.self_condition_in = nn.Linear(self.latent_channels, self.width, bias=False)
+            nn.init.zeros_(self.self_condition_in.weight)
 
     def initialize_weights(self) -> None:
         self.apply(xavier_init_linear)
@@ -85,6 +94,8 @@ class GenerativeEncoder(nn.Module):
         # 1/sqrt(eps) ~ 300x; > 0 = small normal weights, so z starts as a random projection of the input.
         nn.init.normal_(self.final_layer.linear.weight, std=self.final_layer_init_std)
         nn.init.zeros_(self.final_layer.linear.bias)
+        if self.self_condition_in is not None:
+            nn.init.zeros_(self.self_condition_in.weight)
 
     # ------------------------------------------------------------------ the two passes
     def tokenize(self, observation: Observation, noise: torch.Tensor | None = None,
@@ -102,18 +113,26 @@ class GenerativeEncoder(nn.Module):
         return self(noise, t, None, layout, observation, force_null_class=True)
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
-                layout: LatentLayout, class_drop: torch.Tensor | None = None) -> torch.Tensor:
+                layout: LatentLayout, class_drop: torch.Tensor | None = None,
+                self_condition: torch.Tensor | None = None) -> torch.Tensor:
         """Pass 2.  x_t: [B, N_lat, C], t: [B] -> predicted clean latent x1_hat [B, N_lat, C].
 
-        class_drop [B] bool: labels replaced by the null class in training (drawn by the embedder if None)."""
-        return self(x_t, t, labels, layout, None, force_null_class=False, class_drop=class_drop)
+        class_drop [B] bool: labels replaced by the null class in training (drawn by the embedder if None).
+        self_condition [B, N_lat, C]: a previous prediction of x1 (only with add_self_conditioning)."""
+        return self(x_t, t, labels, layout, None, force_null_class=False, class_drop=class_drop,
+                    self_condition=self_condition)
 
     # ------------------------------------------------------------------ shared trunk
     def forward(self, latent_input: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None,
                 layout: LatentLayout, observation: Observation | None, force_null_class: bool,
-                class_drop: torch.Tensor | None = None) -> torch.Tensor:
+                class_drop: torch.Tensor | None = None, self_condition: torch.Tensor | None = None) -> torch.Tensor:
         b, n_lat, _ = latent_input.shape
         x = self.latent_in(latent_input)  # [B, N_lat, D]
+        if self_condition is not None:
+            if self.self_condition_in is None:
+                raise ValueError("a self-conditioning input was given but this GE has no self-conditioning map "
+                                 "(the recipe calls add_self_conditioning when recipe.self_conditioning > 0)")
+            x = x + self.self_condition_in(self_condition.to(latent_input.dtype))
         if layout.slots is not None:
             x = x + layout.slots
         token_mask, positions, padded = layout.mask, layout.positions, layout.padded

@@ -33,6 +33,9 @@ KEYS_ADDED_LATER = {
     ("modality.decoder", "image"): {"architecture": "rope", "latent_width": None, "head": "linear",
                                     "conv_head_features": 32},
     ("modality", "image"): {"preload": False},
+    ("modality", "molecule"): {"geom_drugs": None},
+    ("modality.embedder", "molecule"): {"index_slots": "none"},
+    ("recipe", None): {"gen_loss_weighting": "none", "beta_alpha": 2.0, "self_conditioning": 0.0},
 }
 # Weights that earlier versions of the UNITE recipe built but never used (DDP needs every parameter to get a
 # gradient); recipe=ldetok has this one and keeps it.

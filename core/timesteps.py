@@ -27,16 +27,31 @@ def sample_uniform(n: int, low: float, high: float, device=None,
     return low + (high - low) * torch.rand(n, device=device, generator=generator)
 
 
+def sample_beta_towards_data(n: int, alpha: float, device=None,
+                             generator: torch.Generator | None = None) -> torch.Tensor:
+    """t ~ Beta(alpha, 1), density alpha t^(alpha - 1): alpha > 1 weights the data end (SemlaFlow: alpha = 2).
+    Drawn by the inverse CDF, t = u^(1 / alpha), so a generator makes it reproducible; [n]."""
+    if alpha <= 0:
+        raise ValueError(f"recipe.beta_alpha must be > 0, got {alpha}")
+    return torch.rand(n, device=device, generator=generator) ** (1.0 / alpha)
+
+
+TIMESTEP_DISTRIBUTIONS = ("logit_normal", "uniform", "beta")
+
+
 def sample_timesteps(n: int, distribution: str, shift: float, device=None,
                      generator: torch.Generator | None = None, logit_mean: float = 0.0,
-                     logit_std: float = 1.0) -> torch.Tensor:
-    """Training timesteps: 'logit_normal' (official UNITE) or 'uniform' (paper text), then shifted."""
+                     logit_std: float = 1.0, beta_alpha: float = 2.0) -> torch.Tensor:
+    """Training timesteps: 'logit_normal' (official UNITE), 'uniform' (paper text) or 'beta' (Beta(beta_alpha, 1),
+    towards the data end: SemlaFlow), then shifted."""
     if distribution == "logit_normal":
         t = sample_logit_normal(n, logit_mean, logit_std, device, generator)
     elif distribution == "uniform":
         t = sample_uniform(n, 0.0, 1.0, device, generator)
+    elif distribution == "beta":
+        t = sample_beta_towards_data(n, beta_alpha, device, generator)
     else:
-        raise ValueError(f"unknown timestep distribution {distribution!r}: 'logit_normal' or 'uniform'")
+        raise ValueError(f"unknown timestep distribution {distribution!r}: choose one of {TIMESTEP_DISTRIBUTIONS}")
     return shift_timesteps(t, shift)
 
 

@@ -61,6 +61,18 @@ def velocity_loss(x1_hat: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, t: t
     return per_sample_mean((v_hat - v) ** 2, token_mask)
 
 
+LOSS_WEIGHTINGS = ("none", "truncated_snr")
+
+
+def truncated_snr_weight(t: torch.Tensor, low: float = 0.05, high: float = 1.5) -> torch.Tensor:
+    """EQGAT-diff's time-dependent loss weight: the signal-to-noise ratio of the linear path,
+    SNR(t) = t^2 / (1 - t)^2, clamped to [low, high] (their values 0.05, 1.5); [B].
+    On the x-prediction loss it stops the near-noise steps (SNR ~ 0) from being ignored and the near-data
+    steps from dominating."""
+    snr = t.double() ** 2 / (1 - t.double()).clamp_min(1e-12) ** 2
+    return snr.clamp(low, high).to(t.dtype)
+
+
 def x_prediction_loss(x1_hat: torch.Tensor, x1: torch.Tensor,
                       token_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample ||x1_hat - x1||^2 (the paper text's form of the generative loss); [B]."""

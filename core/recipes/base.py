@@ -25,9 +25,9 @@ from core.generative_encoder import GenerativeEncoder
 from core.modality import LatentLayout, Modality
 from core.precision import autocast_for, widened_dtype
 from core.samplers import classifier_free_guidance, integrate, velocity_field
-from core.timesteps import sample_timesteps
-from core.transport import (additive_latent_noise, decoder_latent_noise, interpolate, velocity_loss,
-                            x_prediction_loss)
+from core.timesteps import TIMESTEP_DISTRIBUTIONS, sample_timesteps
+from core.transport import (LOSS_WEIGHTINGS, additive_latent_noise, decoder_latent_noise, interpolate,
+                            truncated_snr_weight, velocity_loss, x_prediction_loss)
 
 
 @dataclass
@@ -36,7 +36,9 @@ class JointDraws:
 
     tokenize_noise [B, N, C], tokenize_t [B]: pass 1's input latents and time (t ~ U(0, t_max)).
     decoder_replace [B] bool, decoder_t [B] ~ U(t_min, 1), decoder_eps [B, N, C]: the decoder's input noise.
-    flow_t [K, B] (logit-normal or uniform, shifted), flow_x0 [K, B, N, C], class_drop [K, B] bool: pass 2.
+    flow_t [K, B] (logit-normal, uniform or beta, shifted), flow_x0 [K, B, N, C], class_drop [K, B] bool: pass 2.
+    self_condition [K, B] bool: which draws see the network's own first prediction (recipe.self_conditioning > 0;
+    None otherwise, so that runs without it draw exactly the numbers they drew before it existed).
     """
     tokenize_noise: torch.Tensor
     tokenize_t: torch.Tensor
@@ -46,6 +48,7 @@ class JointDraws:
     flow_t: torch.Tensor
     flow_x0: torch.Tensor
     class_drop: torch.Tensor
+    self_condition: torch.Tensor | None
 
     TOKEN_FIELDS = ("tokenize_noise", "decoder_eps", "flow_x0")  # fields with a token axis (second to last)
 
@@ -56,6 +59,9 @@ class JointDraws:
         every_slot_real = bool(mask.all())  # images: no padding to scatter around
         for field in fields(cls):
             parts = [getattr(row, field.name) for row in rows]
+            if parts[0] is None:
+                merged[field.name] = None
+                continue
             batch_axis = parts[0].dim() - (3 if field.name in cls.TOKEN_FIELDS else 1)
             if field.name not in cls.TOKEN_FIELDS or every_slot_real:
                 merged[field.name] = torch.cat(parts, dim=batch_axis)
@@ -76,18 +82,23 @@ class LatentRecipe(nn.Module):
     STAGES: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, modality: Modality, *, flow_draws_per_sample: int, flow_chunk_size: int, gen_loss_form: str,
-                 gen_loss_over_draws: str, timestep_distribution: str, timestep_shift: float, logit_mean: float,
-                 logit_std: float, min_remaining_time: float, decoder_noise: str, decoder_noise_probability: float,
+                 gen_loss_over_draws: str, gen_loss_weighting: str, timestep_distribution: str, timestep_shift: float,
+                 logit_mean: float, logit_std: float, beta_alpha: float, min_remaining_time: float,
+                 self_conditioning: float, decoder_noise: str, decoder_noise_probability: float,
                  decoder_noise_t_min: float, decoder_noise_sigma: float, stage_fractions: dict[str, float]):
         super().__init__()
         checks = {
             "gen_loss_form": (gen_loss_form, ("velocity", "x")),
             "gen_loss_over_draws": (gen_loss_over_draws, ("sum", "mean")),
+            "gen_loss_weighting": (gen_loss_weighting, LOSS_WEIGHTINGS),
+            "timestep_distribution": (timestep_distribution, TIMESTEP_DISTRIBUTIONS),
             "decoder_noise": (decoder_noise, ("interpolate", "additive", "none")),
         }
         for key, (value, allowed) in checks.items():
             if value not in allowed:
                 raise ValueError(f"recipe.{key}={value!r}: choose one of {allowed}")
+        if not 0.0 <= self_conditioning < 1.0:
+            raise ValueError(f"recipe.self_conditioning={self_conditioning}: a probability in [0, 1) (ADiT: 0.5)")
         if flow_draws_per_sample < 1 or flow_chunk_size < 1:
             raise ValueError("recipe.flow_draws_per_sample and recipe.flow_chunk_size must be >= 1")
         fractions = dict(stage_fractions)
@@ -100,10 +111,13 @@ class LatentRecipe(nn.Module):
         self.flow_chunk_size = flow_chunk_size
         self.gen_loss_form = gen_loss_form
         self.gen_loss_over_draws = gen_loss_over_draws
+        self.gen_loss_weighting = gen_loss_weighting
         self.timestep_distribution = timestep_distribution
         self.timestep_shift = timestep_shift
         self.logit_mean, self.logit_std = logit_mean, logit_std
+        self.beta_alpha = beta_alpha
         self.min_remaining_time = min_remaining_time
+        self.self_conditioning = self_conditioning
         self.decoder_noise = decoder_noise
         self.decoder_noise_probability = decoder_noise_probability
         self.decoder_noise_t_min = decoder_noise_t_min
@@ -115,6 +129,11 @@ class LatentRecipe(nn.Module):
     @property
     def denoiser(self) -> GenerativeEncoder:
         raise NotImplementedError
+
+    def attach_denoiser_inputs(self) -> None:
+        """Called by a subclass once its denoiser exists: the inputs the flow options need (self-conditioning)."""
+        if self.self_conditioning > 0:
+            self.denoiser.add_self_conditioning()
 
     @property
     def tokenize_t_max(self) -> float:
@@ -185,9 +204,10 @@ class LatentRecipe(nn.Module):
             decoder_t=t_min + (1 - t_min) * uniform(batch),
             decoder_eps=normal(batch, tokens, channels),
             flow_t=sample_timesteps(k * batch, self.timestep_distribution, self.timestep_shift, device, generator,
-                                    self.logit_mean, self.logit_std).view(k, batch),
+                                    self.logit_mean, self.logit_std, self.beta_alpha).view(k, batch),
             flow_x0=normal(k, batch, tokens, channels),
-            class_drop=uniform(k, batch) < self.denoiser.y_embedder.dropout)
+            class_drop=uniform(k, batch) < self.denoiser.y_embedder.dropout,
+            self_condition=uniform(k, batch) < self.self_conditioning if self.self_conditioning > 0 else None)
 
     def draw(self, mask: torch.Tensor, dtype: torch.dtype, seeds: list[int] | None = None) -> JointDraws:
         """All random numbers of a step for a batch whose latent layout has `mask` [B, N].
@@ -227,11 +247,21 @@ class LatentRecipe(nn.Module):
             t = draws.flow_t[first:first + k].reshape(k * b)
             x0 = draws.flow_x0[first:first + k].reshape(x1.shape)
             drop = draws.class_drop[first:first + k].reshape(k * b)
-            x1_hat = self.denoiser.denoise(interpolate(x0, x1, t), t, chunk_labels, chunk_layout, drop)
+            x_t = interpolate(x0, x1, t)
+            own_prediction = None
+            if draws.self_condition is not None:  # ADiT: a first prediction without gradient, fed back in
+                chosen = draws.self_condition[first:first + k].reshape(k * b)
+                with torch.no_grad():
+                    first_prediction = self.denoiser.denoise(x_t, t, chunk_labels, chunk_layout, drop,
+                                                             torch.zeros_like(x_t))
+                own_prediction = torch.where(chosen.view(-1, 1, 1), first_prediction.to(x_t.dtype), 0.0)
+            x1_hat = self.denoiser.denoise(x_t, t, chunk_labels, chunk_layout, drop, own_prediction)
             if self.gen_loss_form == "velocity":
                 per_sample = velocity_loss(x1_hat, x0, x1, t, self.min_remaining_time, chunk_layout.mask)
             else:
                 per_sample = x_prediction_loss(x1_hat, x1, chunk_layout.mask)
+            if self.gen_loss_weighting == "truncated_snr":
+                per_sample = per_sample * truncated_snr_weight(t)
             total = total + per_sample.view(k, b).mean(1).sum()  # sum over draws of each draw's batch mean
         if self.gen_loss_over_draws == "mean":
             total = total / self.flow_draws_per_sample
@@ -258,9 +288,16 @@ class LatentRecipe(nn.Module):
         # conditional and unconditional evaluations share one batch of 2B: its layout is built once, not per step
         denoise_layout = layout if guidance_scale == 1.0 else layout.repeat(2)
 
+        previous = {"prediction": None}  # self-conditioning: the last evaluation's prediction (zeros at first)
+
         def denoise(x, t, y):
+            own = None
+            if self.self_conditioning > 0:
+                own = previous["prediction"] if previous["prediction"] is not None else torch.zeros_like(x)
             with autocast_for(device, precision):
-                return self.denoiser.denoise(x, t, y, denoise_layout).float()
+                prediction = self.denoiser.denoise(x, t, y, denoise_layout, None, own).float()
+            previous["prediction"] = prediction
+            return prediction
         x_prediction = classifier_free_guidance(denoise, labels, null, guidance_scale, tuple(guidance_interval))
         z = integrate(velocity_field(x_prediction, self.min_remaining_time), x0, solver, num_steps, shift, rtol, atol,
                       endpoint_correction=False)  # the x-prediction's velocity at t = 1 is the clamp's (samplers.py)

@@ -51,6 +51,7 @@ class StagedRecipe(LatentRecipe):
         if standardization_samples < 1:
             raise ValueError(f"recipe.standardization_samples must be >= 1, got {standardization_samples}")
         self.generator = generator
+        self.attach_denoiser_inputs()
         self.latent_standardization = latent_standardization
         self.standardization_samples = standardization_samples
         channels = generator.latent_channels

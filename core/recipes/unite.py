@@ -31,19 +31,9 @@ class UniteRecipe(LatentRecipe):
     STAGES = {"joint": ("embedder", "encoder", "decoder", "separate_denoiser")}
 
     def __init__(self, modality: Modality, embedder: nn.Module, encoder: GenerativeEncoder,
-                 decoder: nn.Module, *, share_weights: bool, flow_draws_per_sample: int,
-                 flow_chunk_size: int, gen_loss_weight: float, gen_loss_form: str, gen_loss_over_draws: str,
-                 detach_target: bool, timestep_distribution: str, timestep_shift: float,
-                 logit_mean: float, logit_std: float, min_remaining_time: float,
-                 decoder_noise: str, decoder_noise_probability: float, decoder_noise_t_min: float,
-                 decoder_noise_sigma: float):
-        super().__init__(modality, flow_draws_per_sample=flow_draws_per_sample, flow_chunk_size=flow_chunk_size,
-                         gen_loss_form=gen_loss_form, gen_loss_over_draws=gen_loss_over_draws,
-                         timestep_distribution=timestep_distribution, timestep_shift=timestep_shift,
-                         logit_mean=logit_mean, logit_std=logit_std, min_remaining_time=min_remaining_time,
-                         decoder_noise=decoder_noise, decoder_noise_probability=decoder_noise_probability,
-                         decoder_noise_t_min=decoder_noise_t_min, decoder_noise_sigma=decoder_noise_sigma,
-                         stage_fractions={"joint": 1.0})
+                 decoder: nn.Module, *, share_weights: bool, gen_loss_weight: float, detach_target: bool, **flow):
+        """flow: the LatentRecipe keys of configs/recipe/parts/flow.yaml and decoder_noise.yaml."""
+        super().__init__(modality, stage_fractions={"joint": 1.0}, **flow)
         self.embedder = embedder
         self.encoder = encoder
         self.decoder = decoder
@@ -53,6 +43,7 @@ class UniteRecipe(LatentRecipe):
         if not share_weights:
             self.separate_denoiser = copy.deepcopy(encoder)
             self.separate_denoiser.initialize_weights()
+        self.attach_denoiser_inputs()
         self.gen_loss_weight = gen_loss_weight
         self.detach_target = detach_target
 

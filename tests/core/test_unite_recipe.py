@@ -145,7 +145,7 @@ def test_generate_uses_the_training_shift_unless_given(toy_recipe, monkeypatch):
     grids = []
     import core.recipes.base as base
     real_integrate = base.integrate
-    monkeypatch.setattr(base, "integrate", lambda v, x0, solver, steps, shift, rtol, atol:
+    monkeypatch.setattr(base, "integrate", lambda v, x0, solver, steps, shift, rtol, atol, endpoint_correction:
                         grids.append(shift) or real_integrate(v, x0, solver, steps, shift, rtol, atol))
     options = dict(solver="euler", num_steps=3, guidance_scale=2.0, guidance_interval=(0.1, 1.0), rtol=1e-4,
                    atol=1e-4, device=torch.device("cpu"))

@@ -4,8 +4,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from core.modality import LatentLayout
-
 
 class AtomCountPrior(nn.Module):
     """Histogram [max_atoms + 1] of training atom counts, kept as a buffer so checkpoints carry it."""
@@ -24,8 +22,7 @@ class AtomCountPrior(nn.Module):
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.multinomial(self.histogram.float().cpu(), num_samples, replacement=True, generator=generator)
 
-    def generation_layout(self, num_samples: int, device, generator=None) -> LatentLayout:
-        """One latent slot per atom, padded to the largest drawn count."""
+    def generation_mask(self, num_samples: int, device, generator=None) -> torch.Tensor:
+        """[num_samples, N] bool: one latent slot per drawn atom, padded to the largest drawn count."""
         counts = self.sample(num_samples, generator).to(device)
-        mask = torch.arange(int(counts.max()), device=device)[None, :] < counts[:, None]
-        return LatentLayout(mask=mask)
+        return torch.arange(int(counts.max()), device=device)[None, :] < counts[:, None]

@@ -3,7 +3,7 @@
 Tokens are element embeddings plus an MLP of the centred coordinates (Å), in the input frame, so the
 decoder returns coordinates in the input frame too. The network is not rotation-equivariant by
 construction: training rotates input and target alike (the dataset's random rotation), so it learns every
-orientation. Permutation-equivariance holds as for the equivariant encoder (no index embedding).
+orientation. Slot i may know it is atom i (index_slots, modalities/molecule/model/atom_slots.py).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch_geometric.utils import scatter, to_dense_batch
 from core.modality import LatentLayout, Observation
 from core.precision import float32_region, widened
 from modalities.molecule.model.atom_counts import AtomCountPrior
+from modalities.molecule.model.atom_slots import AtomIndexSlots
 from modalities.molecule.model.corruption import AtomCorruption
 
 
@@ -33,12 +34,13 @@ class CoordinateTokens(nn.Module):
 
 
 class CoordinateAtomEmbedder(nn.Module):
-    def __init__(self, width: int, num_elements: int, hidden: int, atom_count_histogram: torch.Tensor,
-                 corruption: AtomCorruption):
+    def __init__(self, width: int, num_elements: int, hidden: int, index_slots: str,
+                 atom_count_histogram: torch.Tensor, corruption: AtomCorruption):
         super().__init__()
         self.atom_tokens = CoordinateTokens(num_elements + 1, width, hidden)  # + the mask class
         self.to_latent_hints = nn.Linear(width, width)
         self.atom_counts = AtomCountPrior(atom_count_histogram)
+        self.slots = AtomIndexSlots(index_slots, width)
         self.corruption = corruption
         self.mask_class = num_elements
 
@@ -49,7 +51,7 @@ class CoordinateAtomEmbedder(nn.Module):
         tokens = self.atom_tokens(element, pos, batch.batch)
         tokens, mask = to_dense_batch(tokens, batch.batch)  # [B, N, D], [B, N]
         return Observation(tokens=tokens, mask=mask, positions=None,
-                           latent_hints=self.to_latent_hints(tokens), layout=LatentLayout(mask=mask))
+                           latent_hints=self.to_latent_hints(tokens), layout=self.slots.layout(mask))
 
     def generation_layout(self, num_samples: int, device, generator=None) -> LatentLayout:
-        return self.atom_counts.generation_layout(num_samples, device, generator)
+        return self.slots.layout(self.atom_counts.generation_mask(num_samples, device, generator))

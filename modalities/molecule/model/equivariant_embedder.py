@@ -30,6 +30,7 @@ from torch_geometric.utils import scatter, to_dense_batch
 from core.modality import LatentLayout, Observation
 from core.precision import float32_region, widened
 from modalities.molecule.model.atom_counts import AtomCountPrior
+from modalities.molecule.model.atom_slots import AtomIndexSlots
 from modalities.molecule.model.coordinate_embedder import CoordinateTokens
 from modalities.molecule.model.corruption import AtomCorruption
 from modalities.molecule.model.graph import molecule_edges
@@ -90,13 +91,14 @@ class EquivariantAtomEmbedder(nn.Module):
     """PyG batch (fields `element` [A], `pos` [A, 3] Å centred, `batch`) -> Observation of one token per atom.
 
     The latent layout has one slot per atom; latent slot i receives a projection of atom i's token as its
-    pass-1 hint (no index embedding, so nothing depends on the atoms' order in the file). In training the
+    pass-1 hint; with index_slots=sinusoidal slot i also carries atom i's index in both passes
+    (modalities/molecule/model/atom_slots.py), so generation learns the file's atom order. In training the
     input is corrupted by `corruption` (the target is not); element class `num_elements` is the mask class.
     """
 
     def __init__(self, width: int, num_elements: int, tokens: str, hidden_irreps: str, num_layers: int,
                  sh_lmax: int, num_radial: int, radial_cutoff: float, graph_cutoff: float | None,
-                 average_neighbours: float, coordinate_hidden: int, atom_count_histogram: torch.Tensor,
+                 average_neighbours: float, coordinate_hidden: int, index_slots: str, atom_count_histogram: torch.Tensor,
                  corruption: AtomCorruption):
         super().__init__()
         if tokens not in TOKEN_KINDS:
@@ -132,6 +134,7 @@ class EquivariantAtomEmbedder(nn.Module):
             nn.init.zeros_(self.to_tokens[-1].bias)
         self.to_latent_hints = nn.Linear(width, width)
         self.atom_counts = AtomCountPrior(atom_count_histogram)
+        self.slots = AtomIndexSlots(index_slots, width)
 
     def atom_features(self, element: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         """Per-atom features [A, F] of the e3nn network: the last layer's channels chosen by `tokens`
@@ -160,7 +163,7 @@ class EquivariantAtomEmbedder(nn.Module):
             tokens = tokens + self.coordinate_tokens(element, pos, batch.batch)
         tokens, mask = to_dense_batch(tokens, batch.batch)  # [B, N, D], [B, N]
         return Observation(tokens=tokens, mask=mask, positions=None,
-                           latent_hints=self.to_latent_hints(tokens), layout=LatentLayout(mask=mask))
+                           latent_hints=self.to_latent_hints(tokens), layout=self.slots.layout(mask))
 
     def generation_layout(self, num_samples: int, device, generator=None) -> LatentLayout:
-        return self.atom_counts.generation_layout(num_samples, device, generator)
+        return self.slots.layout(self.atom_counts.generation_mask(num_samples, device, generator))

@@ -26,10 +26,10 @@ METHANE = torch.tensor([[0.0, 0.0, 0.0], [1, 1, 1], [1, -1, -1], [-1, 1, -1], [-
     [[0.0], [1.09 / 3 ** 0.5], [1.09 / 3 ** 0.5], [1.09 / 3 ** 0.5], [1.09 / 3 ** 0.5]])
 
 
-def make_embedder(tokens="invariant", hidden_irreps="8x0e + 4x0o + 4x1o + 4x1e"):
+def make_embedder(tokens="invariant", hidden_irreps="8x0e + 4x0o + 4x1o + 4x1e", index_slots="none"):
     return EquivariantAtomEmbedder(width=32, num_elements=5, tokens=tokens, hidden_irreps=hidden_irreps,
                                    num_layers=3, sh_lmax=2, num_radial=8, radial_cutoff=6.0, graph_cutoff=None,
-                                   average_neighbours=4.0, coordinate_hidden=16,
+                                   average_neighbours=4.0, coordinate_hidden=16, index_slots=index_slots,
                                    atom_count_histogram=torch.tensor([0, 0, 1, 1, 1, 1]),
                                    corruption=NO_CORRUPTION)
 
@@ -174,6 +174,21 @@ def test_generation_layout_follows_histogram():
     assert abs(float((counts == 2).float().mean()) - 0.25) < 0.03
     layout = embedder.generation_layout(6, torch.device("cpu"))
     assert layout.mask.shape[0] == 6 and bool((layout.mask.sum(1) >= 2).all())
+    assert layout.slots is None  # index_slots=none: the latent tokens are a set
+
+
+def test_index_slots_reach_both_passes_and_generation_alike():
+    """With index_slots=sinusoidal, slot i of a training molecule and slot i of a generated one carry the
+    same embedding of i, so what the denoiser learned about atom i applies when it generates."""
+    embedder = make_embedder(index_slots="sinusoidal")
+    batch = Batch.from_data_list([Data(element=METHANE_ELEMENTS, pos=METHANE, num_atoms=5)] * 2)
+    with torch.no_grad():
+        training = embedder(batch).layout
+    generated = embedder.generation_layout(3, torch.device("cpu"))
+    assert training.slots.shape == (2, 5, 32) and generated.slots.shape[:2] == generated.mask.shape
+    n = min(5, generated.slots.shape[1])
+    assert torch.equal(training.slots[0, :n], generated.slots[0, :n]) and torch.equal(training.slots[0], training.slots[1])
+    assert training.slots.stride(0) == 0  # one table for the batch: a view through LatentLayout.repeat
 
 
 def test_edges_complete_and_cutoff():
