@@ -1,4 +1,4 @@
-"""The molecule modality: QM9 atoms -> equivariant tokens -> latents -> elements and coordinates."""
+"""The molecule modality: QM9 or GEOM-Drugs atoms -> equivariant tokens -> latents -> atom types and coordinates."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +11,7 @@ from torch_geometric.data import Batch
 
 from core.modality import LatentLayout
 from modalities.molecule.data.dataset import QM9Dataset, element_vocabulary
+from modalities.molecule.data.geom_dataset import GeomDrugsDataset, atom_type_table
 from modalities.molecule.evaluation.alignment import kabsch_rmsd
 from modalities.molecule.model.decoder import MoleculeDecoder, MoleculePrediction
 from modalities.molecule.model.corruption import AtomCorruption
@@ -33,16 +34,25 @@ class MoleculeModality:
     def __init__(self, name: str, dataset: str, split_scheme: str, train_subset: int | None,
                  eval_subset: int | None, elements: list[str], max_atoms: int, cache_dir: str | None,
                  random_rotation: bool, input_corruption: dict, embedder: dict, decoder: dict, loss: dict,
-                 evaluation: dict):
+                 evaluation: dict, geom_drugs: dict | None):
         if name != "molecule":
             raise ValueError(f"modality.name must be 'molecule' for MoleculeModality, got {name!r}")
-        if dataset != "qm9":
-            raise ValueError(f"modality.dataset={dataset!r}: only 'qm9' is available")
+        if dataset not in ("qm9", "geom_drugs"):
+            raise ValueError(f"modality.dataset={dataset!r}: choose 'qm9' or 'geom_drugs'")
+        if (dataset == "geom_drugs") != (geom_drugs is not None):
+            raise ValueError(f"modality.dataset={dataset!r} with modality.geom_drugs={geom_drugs}: GEOM-Drugs needs "
+                             f"its options, vocabulary and sizes, QM9 none of them: use modality=molecule_geom_drugs")
+        self.dataset_name = dataset
+        self.geom_drugs = None if geom_drugs is None else dict(geom_drugs)
         self.num_classes = 0
         self.split_scheme = split_scheme
         self.train_subset, self.eval_subset = train_subset, eval_subset
         self.elements = list(elements)
-        self.atomic_numbers = element_vocabulary(self.elements)
+        if dataset == "geom_drugs":  # atom types with formal charges ("N+", "O-") are classes of their own
+            self.atomic_numbers, self.formal_charges = atom_type_table(self.elements)
+        else:
+            self.atomic_numbers = element_vocabulary(self.elements)
+            self.formal_charges = torch.zeros_like(self.atomic_numbers)
         self.max_atoms = max_atoms
         self.cache_dir = cache_dir
         self.random_rotation = random_rotation
@@ -53,15 +63,22 @@ class MoleculeModality:
         unknown = set(self.evaluation) - {"reference", "fcd", "workers"}
         if unknown or len(self.evaluation) != 3:
             raise KeyError(f"modality.evaluation needs exactly reference, fcd, workers; got {sorted(self.evaluation)}")
-        self._datasets: dict[str, QM9Dataset] = {}
+        if dataset == "geom_drugs" and self.evaluation["reference"] is not None:
+            raise ValueError("modality.evaluation.reference: only QM9 has a reference set yet; GEOM-Drugs needs null")
+        self._datasets: dict[str, QM9Dataset | GeomDrugsDataset] = {}
 
     # ------------------------------------------------------------------ data
-    def dataset(self, split: str) -> QM9Dataset:
+    def dataset(self, split: str) -> QM9Dataset | GeomDrugsDataset:
         if split not in self._datasets:
             subset = self.train_subset if split == "train" else self.eval_subset
-            data = next(iter(self._datasets.values())).data if self._datasets else None
-            ds = QM9Dataset(split, self.split_scheme, self.elements, subset, self.cache_dir, data,
-                            random_rotation=self.random_rotation and split == "train")
+            rotate = self.random_rotation and split == "train"
+            if self.dataset_name == "geom_drugs":
+                ds = _strict("geom_drugs", GeomDrugsDataset, self.geom_drugs, split=split, atom_types=self.elements,
+                             subset=subset, cache_dir=self.cache_dir, random_rotation=rotate)
+            else:
+                data = next(iter(self._datasets.values())).data if self._datasets else None
+                ds = QM9Dataset(split, self.split_scheme, self.elements, subset, self.cache_dir, data,
+                                random_rotation=rotate)
             largest = int(ds.atom_counts().max())
             if largest > self.max_atoms:
                 raise ValueError(f"the {split} split has a molecule of {largest} atoms but modality.max_atoms="
