@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from modalities.molecule.data.geom_conformers import FAILURE_REASONS, Conformer, Failure, rdkit_conformer
 from modalities.molecule.data.geom_smiles import split_order
-from modalities.molecule.data.qm9 import default_cache_dir
+from modalities.molecule.data.qm9 import default_cache_dir, save_atomically
 
 SOURCES = {"rdkit_conformers": "rdkit_etkdgv3_mmff94_v1", "rdkit_folder": "rdkit_folder_v1"}
 CACHE_VERSION = 1
@@ -88,16 +88,6 @@ def _shard_record(meta: dict, indices: list[int], smiles: list[str], results: li
         "failures": failures,
         "failure_counts": {reason: counts.get(reason, 0) for reason in FAILURE_REASONS},
     }
-
-
-def _save_atomically(record: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(record, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def read_shard(path: Path, expected: dict | None = None) -> dict:
@@ -169,7 +159,7 @@ def build_cache(source: str, split: str, smiles: list[str], limit: int | None, w
             if len(results) == len(shard_indices[k]):
                 record = _shard_record(meta(k), shard_indices[k], [smiles[i] for i in shard_indices[k]], results,
                                        time.perf_counter() - start)
-                _save_atomically(record, shard_path(source, split, k, cache_dir))
+                save_atomically(record, shard_path(source, split, k, cache_dir))
                 records[k] = record
                 bar.set_postfix(failures=sum(sum(r["failure_counts"].values()) for r in records.values()))
                 k, results, start = next(pending, None), [], time.perf_counter()

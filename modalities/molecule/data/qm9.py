@@ -146,7 +146,8 @@ def parse_qm9pack(folder: Path) -> QM9Molecules:
     )
 
 
-def _save_atomically(obj: dict, path: Path) -> None:
+def save_atomically(obj: dict, path: Path) -> None:
+    """torch.save to a temporary file beside `path`, fsync, then rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     with open(tmp, "wb") as handle:
@@ -174,6 +175,6 @@ def load_qm9(cache_dir: str | Path | None = None) -> QM9Molecules:
             warnings.warn(f"QM9 cache {path} is unusable ({reason}); rebuilding it from the qm9pack wheel.")
     data = parse_qm9pack(qm9pack_data_dir())
     data.check("qm9pack CSV files")
-    _save_atomically({"version": CACHE_VERSION, **data.__dict__,
+    save_atomically({"version": CACHE_VERSION, **data.__dict__,
                       "atomic_numbers": data.atomic_numbers.to(torch.uint8)}, path)
     return data
