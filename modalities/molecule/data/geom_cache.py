@@ -14,7 +14,6 @@ shard's record (`failures`: split, index, SMILES, reason, message); the rest of 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import warnings
 from collections import Counter
