@@ -17,7 +17,7 @@ K, SLOTS = 6, 5
 def posterior_mean(latents: torch.Tensor):
     """x1_hat(x_t, t) = sum_k w_k z_k, w = softmax(-|x_t - t z_k|^2 / (2 (1 - t)^2)): the ideal x-prediction
     on the linear path x_t = t x1 + (1 - t) x0 when x1 is uniform over `latents` [K, N, C]."""
-    def denoise(x, t, labels, layout, drop=None):
+    def denoise(x, t, labels, layout, drop=None, self_condition=None):
         tb = t.view(-1, 1, 1, 1)
         squared = ((x[:, None] - tb * latents[None]) ** 2).sum((-1, -2))  # [B, K]
         variance = (1 - t).clamp_min(1e-4).view(-1, 1) ** 2
