@@ -53,11 +53,14 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
 
 
 def train_config(case_overrides, folder: Path, extra: list[str] = (), full_batch: bool = False) -> DictConfig:
-    """A core.train config; an ImageFolder preset without data gets a folder of tiny class images (one per
+    """A core.train config; an ImageFolder preset without a folder of data (data_root unset, or the CIFAR-10
+    archive that $UNITE_CIFAR10_JPEG gives every image config) gets a folder of tiny class images (one per
     class, or with full_batch enough for one trainer.batch_size batch)."""
     overrides = [*case_overrides, f"trainer.out_dir={folder / 'run'}", *extra]
     cfg = compose_config("train", overrides)
-    if cfg.modality.name == "image" and cfg.modality.dataset == "image_folder" and cfg.modality.data_root is None:
+    root = cfg.modality.data_root if cfg.modality.name == "image" else None
+    no_folder = root is None or Path(root).expanduser().is_file()
+    if cfg.modality.name == "image" and cfg.modality.dataset == "image_folder" and no_folder:
         classes = 10
         per_class = cfg.trainer.batch_size // classes + 1 if full_batch else 1  # the loader drops a partial batch
         root = class_folders(folder / "classes", classes, images_per_class=per_class)

@@ -41,6 +41,14 @@ def init_world(device_request: str) -> World:
     return World(rank, local_rank, size, device)
 
 
+def leave_world() -> None:
+    """Leave the process group before the interpreter exits: a gloo group left to the exit handlers aborts
+    the process now and then ("terminate called without an active exception", SIGABRT) after a finished run."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def all_reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
     if world.size > 1:
         value = value.clone()

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from core.build import ConfigError, build_modality, build_recipe
 from core.checkpoint import load_checkpoint
-from core.distributed import init_world
+from core.distributed import init_world, leave_world
 from core.evaluation import generate_and_write
 
 
@@ -114,7 +114,9 @@ def sample(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path="../configs", config_name="sample", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    print(json.dumps(sample(cfg), indent=2, default=str))
+    summary = sample(cfg)
+    leave_world()
+    print(json.dumps(summary, indent=2, default=str))
 
 
 if __name__ == "__main__":

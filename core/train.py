@@ -29,7 +29,7 @@ from core.build import build_modality, build_recipe, model_defining_config
 from core.checkpoint import (CheckpointError, capture_rng_state, compare_configs, load_checkpoint,
                              newest_loadable_checkpoint, restore_rng_state, save_checkpoint)
 from core.data_order import ResumableSampler
-from core.distributed import World, all_reduce_mean, init_world, ranks_agree
+from core.distributed import World, all_reduce_mean, init_world, leave_world, ranks_agree
 from core.compilation import compile_blocks
 from core.ema import EMA
 from core.evaluation import generate_and_write, reconstruction_report
@@ -378,6 +378,7 @@ def evaluate_run(cfg: DictConfig, modality, model, world: World, out_dir: Path, 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     summary = train(cfg)
+    leave_world()
     print(json.dumps(summary, indent=2))
 
 
