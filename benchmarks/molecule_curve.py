@@ -60,11 +60,16 @@ PLOTTED = ["reconstruction/coordinate_rmsd_median", "reconstruction/match_rate_i
 
 def parse_design(text: str) -> tuple[str, str, list[str]]:
     """'frame' (a DESIGNS name) or 'name=key=value,key=value' -> (name, description, overrides)."""
-    if text in DESIGNS:
-        return text, *DESIGNS[text]
+    return parse_design_from(DESIGNS, text)
+
+
+def parse_design_from(designs: dict[str, tuple[str, list[str]]], text: str) -> tuple[str, str, list[str]]:
+    """A name of `designs` or 'name=key=value,key=value' -> (name, description, overrides)."""
+    if text in designs:
+        return text, *designs[text]
     name, sep, rest = text.partition("=")
     if not sep or not name or not rest:
-        raise SystemExit(f"--designs: {text!r} is neither one of {sorted(DESIGNS)} nor 'name=key=value,...'")
+        raise SystemExit(f"--designs: {text!r} is neither one of {sorted(designs)} nor 'name=key=value,...'")
     overrides = rest.split(",")
     return name, " ".join(overrides), overrides
 
@@ -91,7 +96,7 @@ def run_in_batches(jobs: list, parallel: int, start) -> None:
             if process.poll() is not None:
                 running.remove((job, process))
                 if process.returncode != 0:
-                    raise SystemExit(f"molecule_curve: design {job[0]!r} failed (exit {process.returncode}); "
+                    raise SystemExit(f"design {job[0]!r} failed (exit {process.returncode}); "
                                      f"see {job[2] / 'train.log'}")
 
 

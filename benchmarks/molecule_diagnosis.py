@@ -54,17 +54,27 @@ def geometry_summary(molecules: list[tuple[np.ndarray, np.ndarray]]) -> dict:
 
 @torch.no_grad()
 def decoder_gain(model, modality, batch, sigmas: tuple[float, ...], seed: int) -> dict:
-    """Mean displacement (Angstrom) of the decoded atoms when the clean latents move by N(0, sigma^2)."""
+    """Per sigma, when the clean latents move by N(0, sigma^2) per channel: the mean displacement (Angstrom) of
+    the decoded atoms, and the atom and molecule stability of the decoded molecules (sigma 0 included): how
+    precise a generated latent must be for stable molecules."""
+    from modalities.molecule.evaluation.stability import check_stability, summarize_stability
+
     generator = torch.Generator().manual_seed(seed)
     observation = model.embedder(batch)
     z = model.encoder.tokenize(observation)
     clean = model.decoder(z, observation.layout).positions
     mask = observation.layout.mask
-    gain = {}
-    for sigma in sigmas:
-        moved = model.decoder(z + sigma * torch.randn(z.shape, generator=generator), observation.layout).positions
-        gain[f"{sigma:g}"] = float((moved - clean).norm(dim=-1)[mask].mean())
-    return {"displacement_by_sigma": gain, "latent_std": float(z[mask].std())}
+    gain, atom_stability, molecule_stability = {}, {}, {}
+    for sigma in (0.0, *sigmas):
+        decoded = model.decoder(z + sigma * torch.randn(z.shape, generator=generator), observation.layout)
+        if sigma > 0:
+            gain[f"{sigma:g}"] = float((decoded.positions - clean).norm(dim=-1)[mask].mean())
+        stability = summarize_stability([check_stability(a.numpy(), x.double().numpy())
+                                         for a, x in modality.to_molecules(decoded)])
+        atom_stability[f"{sigma:g}"] = stability.atom_stability
+        molecule_stability[f"{sigma:g}"] = stability.molecule_stability
+    return {"displacement_by_sigma": gain, "atom_stability_by_sigma": atom_stability,
+            "molecule_stability_by_sigma": molecule_stability, "latent_std": float(z[mask].std())}
 
 
 def batch_molecules(modality, batch) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -91,15 +101,15 @@ def sampler_row(model, modality, count: int, spec: str, seed: int) -> dict:
             "atom_stability": stability.atom_stability, "molecules": molecules}
 
 
-def diagnose(checkpoint: Path, count: int, samplers: list[str], seed: int) -> dict:
+def diagnose(checkpoint: Path, count: int, samplers: list[str], seed: int, split: str = "test") -> dict:
     from omegaconf import OmegaConf
 
     from core.sample import load_for_sampling
 
     model, modality, _, step = load_for_sampling(checkpoint, OmegaConf.create({}), torch.device("cpu"))
-    test = modality.dataset("test")
-    batch = modality.collate([test[i] for i in range(count)])  # the first `count` test molecules, once
-    report = {"checkpoint": str(checkpoint), "step": step,
+    data = modality.dataset(split)
+    batch = modality.collate([data[i] for i in range(min(count, len(data)))])  # the first `count` molecules, once
+    report = {"checkpoint": str(checkpoint), "step": step, "split": split,
               "decoder_gain": decoder_gain(model, modality, batch, (0.02, 0.05, 0.1, 0.2), seed),
               "real": geometry_summary(batch_molecules(modality, batch)), "samplers": []}
     for spec in samplers:
@@ -130,28 +140,38 @@ def markdown(reports: list[dict]) -> str:
                          f"{s['generated']['radius_of_gyration_over_cube_root_n']:.3f} | "
                          f"{s['generated']['pairs_closer_than_0.8_per_molecule']:.2f} | {_cell(s['median_C-C'])} | "
                          f"{_cell(s['median_C-H'])} | {s['atom_stability']:.3f} |")
+    lines += ["", "Decoded real latents moved by N(0, σ²) per channel: atom / molecule stability (%)", "",
+              "| checkpoint | " + " | ".join(f"σ={s}" for s in reports[0]["decoder_gain"]["atom_stability_by_sigma"]) + " |",
+              "|---|" + "---|" * len(reports[0]["decoder_gain"]["atom_stability_by_sigma"])]
+    for r in reports:
+        g = r["decoder_gain"]
+        cells = [f"{100 * g['atom_stability_by_sigma'][s]:.1f} / {100 * g['molecule_stability_by_sigma'][s]:.1f}"
+                 for s in g["atom_stability_by_sigma"]]
+        lines.append(f"| {Path(r['checkpoint']).parent.parent.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--molecules", type=int, default=300, help="test molecules and samples per measurement")
+    parser.add_argument("--molecules", type=int, default=300, help="real molecules (of --split) and samples per measurement")
     parser.add_argument("--samplers", nargs="+", default=["euler:50:0.5", "euler:50:2", "euler:200:1", "heun:50:1"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", default="test", help="the real molecules of the gain and geometry rows "
+                        "(train for a memorisation run: the molecules it learned)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="molecule_diagnosis")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     record = {**machine_record(), "threads": args.threads}
-    reports = [diagnose(c, args.molecules, args.samplers, args.seed) for c in args.checkpoints]
+    reports = [diagnose(c, args.molecules, args.samplers, args.seed, args.split) for c in args.checkpoints]
     record["load_average_at_end"] = os.getloadavg()
     out = args.results_dir / args.name
     out.mkdir(parents=True, exist_ok=True)
     (out / "diagnosis.json").write_text(json.dumps({"machine": record, "reports": reports}, indent=2))
     table = markdown(reports)
-    (out / "diagnosis.md").write_text(f"# {args.name}\n\n{args.molecules} test molecules and {args.molecules} samples "
+    (out / "diagnosis.md").write_text(f"# {args.name}\n\n{args.molecules} {args.split} molecules and {args.molecules} samples "
                                       f"per row (seed {args.seed}, EMA weights); see the module docstring for what "
                                       f"each column measures.\n\n{table}\n")
     print(table)

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "guidance_sweep": "generate and evaluate a checkpoint's samples at several CFG scales",
     "image_run_report": "an image run's figures, sample grids and a reconstruction grid into results/",
     "molecule_curve": "molecule designs at the same CPU budget: reconstruction and generation vs minutes",
+    "molecule_scaling": "generation quality vs molecule visits per design (convergence aids), EDM curve, visits to 90 %",
     "molecule_diagnosis": "a molecule checkpoint: decoder gain, generated vs real geometry, bond lengths per sampler",
     "analyze": "a checkpoint's GE: pass alignment (CKA/CKNNA/cosine vs t), weight entropy, latent spectrum, truncation, probes",
     "recipes": "unite, two_stage, ldetok, aligntok at equal steps x batch on QM9 and CIFAR-10: table and plot",

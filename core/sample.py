@@ -37,6 +37,10 @@ KEYS_ADDED_LATER = {
     ("modality.embedder", "molecule"): {"index_slots": "none"},
     ("recipe", None): {"gen_loss_weighting": "none", "beta_alpha": 2.0, "self_conditioning": 0.0},
 }
+# Keys a recipe gained later, by recipe target (upgrade_config fills them in like KEYS_ADDED_LATER).
+RECIPE_KEYS_ADDED_LATER = {
+    "core.recipes.unite.UniteRecipe": {"latent_whitening": "none", "latent_whitening_momentum": 0.01},
+}
 # Weights that earlier versions of the UNITE recipe built but never used (DDP needs every parameter to get a
 # gradient); recipe=ldetok has this one and keeps it.
 REMOVED_STATE_KEYS = {"core.recipes.unite.UniteRecipe": ("decoder.trunk.mask_token",)}
@@ -51,6 +55,10 @@ def upgrade_config(run_cfg: DictConfig) -> DictConfig:
         for key, value in added.items():
             if key not in node:
                 node[key] = value
+    recipe = OmegaConf.select(run_cfg, "recipe._target_")
+    for key, value in RECIPE_KEYS_ADDED_LATER.get(recipe, {}).items():
+        if key not in run_cfg.recipe:
+            run_cfg.recipe[key] = value
     return run_cfg
 
 

@@ -296,7 +296,8 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
                 progress.set_postfix({key: f"{row[key]:.4f}" for key in ("loss", "rec_loss", "gen_loss")
                                       if math.isfinite(row.get(key, math.nan))})
                 running, samples_since_log, log_clock = {}, 0, time.monotonic()
-            if step % tc.checkpoint_every == 0 or (stage_over and stage.index + 1 < len(stages)):
+            if step % tc.checkpoint_every == 0 or step in tc.checkpoint_steps \
+                    or (stage_over and stage.index + 1 < len(stages)):
                 checkpoint_now()  # always at the end of a stage: the next one starts from it
                 last_checkpoint_time = budget_clock()
             elif checkpoint_interval is not None and budget_clock() - last_checkpoint_time >= checkpoint_interval:

@@ -42,6 +42,8 @@ def validate_trainer_config(tc: DictConfig) -> None:
         problems.append(f"trainer.time_limit_clock={tc.time_limit_clock!r}: choose 'wall' or 'process'")
     if tc.checkpoint_every_minutes is not None and tc.checkpoint_every_minutes <= 0:
         problems.append(f"trainer.checkpoint_every_minutes must be > 0 or null, got {tc.checkpoint_every_minutes}")
+    if not all(isinstance(step, int) and step >= 1 for step in tc.checkpoint_steps):
+        problems.append(f"trainer.checkpoint_steps must list steps >= 1, got {list(tc.checkpoint_steps)}")
     if tc.muon_split not in MUON_SPLITS:
         problems.append(f"trainer.muon_split={tc.muon_split!r}: choose one of {MUON_SPLITS}")
     problems += lr_schedule_problems(tc.lr_schedule)

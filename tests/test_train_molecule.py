@@ -114,6 +114,17 @@ def test_unknown_and_mistyped_keys_fail_before_work(compose_config, tmp_path):
     cfg = compose_config(SMALL + [f"trainer.out_dir={tmp_path}", "trainer.checkpoint_every_minutes=0"])
     with pytest.raises(ValueError, match="trainer.checkpoint_every_minutes"):
         train(cfg)
+    cfg = compose_config(SMALL + [f"trainer.out_dir={tmp_path}", "trainer.checkpoint_steps=[0,4]"])
+    with pytest.raises(ValueError, match="trainer.checkpoint_steps"):
+        train(cfg)
+
+
+def test_checkpoint_steps_add_checkpoints_at_the_listed_steps(compose_config, tmp_path):
+    cfg = compose_config(SMALL + [f"trainer.out_dir={tmp_path}", "trainer.max_steps=6", "trainer.checkpoint_every=100",
+                                  "trainer.checkpoint_steps=[1,4]", "trainer.keep_checkpoints=10",
+                                  "trainer.evaluate_at_end=false"])
+    train(cfg)
+    assert [int(p.stem.split("_")[1]) for p in list_checkpoints(tmp_path / "checkpoints")] == [1, 4, 6]
 
 
 def test_process_time_limit_stops_logs_the_last_step_and_checkpoints_on_the_way(compose_config, tmp_path):

@@ -24,16 +24,33 @@ from core.generative_encoder import GenerativeEncoder
 from core.modality import LatentLayout, Modality
 from core.recipes.base import JointDraws, LatentRecipe
 
-__all__ = ["JointDraws", "UniteRecipe"]
+__all__ = ["JointDraws", "LATENT_WHITENINGS", "UniteRecipe"]
+
+LATENT_WHITENINGS = ("none", "running")
 
 
 class UniteRecipe(LatentRecipe):
     STAGES = {"joint": ("embedder", "encoder", "decoder", "separate_denoiser")}
 
     def __init__(self, modality: Modality, embedder: nn.Module, encoder: GenerativeEncoder,
-                 decoder: nn.Module, *, share_weights: bool, gen_loss_weight: float, detach_target: bool, **flow):
-        """flow: the LatentRecipe keys of configs/recipe/parts/flow.yaml and decoder_noise.yaml."""
+                 decoder: nn.Module, *, share_weights: bool, gen_loss_weight: float, detach_target: bool,
+                 latent_whitening: str, latent_whitening_momentum: float, **flow):
+        """flow: the LatentRecipe keys of configs/recipe/parts/flow.yaml and decoder_noise.yaml.
+
+        latent_whitening: 'running' = the generator learns and samples (z - mean) / std per channel, with
+        running (EMA, `latent_whitening_momentum` per step) statistics of the clean latents' real tokens kept
+        as buffers in the checkpoint (UAE-3D whitens its latents with stored statistics); 'none' = z itself."""
         super().__init__(modality, stage_fractions={"joint": 1.0}, **flow)
+        if latent_whitening not in LATENT_WHITENINGS:
+            raise ValueError(f"recipe.latent_whitening={latent_whitening!r}: choose one of {LATENT_WHITENINGS}")
+        if not 0.0 < latent_whitening_momentum <= 1.0:
+            raise ValueError(f"recipe.latent_whitening_momentum={latent_whitening_momentum}: must lie in (0, 1]")
+        self.latent_whitening = latent_whitening
+        self.latent_whitening_momentum = latent_whitening_momentum
+        if latent_whitening == "running":  # only then: checkpoints without whitening keep their keys
+            self.register_buffer("latent_mean", torch.zeros(encoder.latent_channels))
+            self.register_buffer("latent_std", torch.ones(encoder.latent_channels))
+            self.register_buffer("latent_statistics_steps", torch.zeros((), dtype=torch.long))
         self.embedder = embedder
         self.encoder = encoder
         self.decoder = decoder
@@ -70,12 +87,40 @@ class UniteRecipe(LatentRecipe):
         prediction = self.decoder(self.corrupt_for_decoder(z, draws), layout)
         rec_loss, logs = self.modality.reconstruction_loss(prediction, batch)
         target = z.detach() if self.detach_target else z
+        if self.latent_whitening == "running":
+            if self.training:
+                self.update_latent_statistics(z.detach(), layout.mask)
+            target = self.whiten(target)
         gen_loss = self.generative_loss(target, self.modality.batch_labels(batch), layout, draws)
         loss = rec_loss + self.gen_loss_weight * gen_loss
         return loss, {"loss": loss.detach(), "rec_loss": rec_loss.detach(), "gen_loss": gen_loss.detach(),
                       **{k: v.detach() for k, v in logs.items()}}
 
+    @torch.no_grad()
+    def update_latent_statistics(self, z: torch.Tensor, mask: torch.Tensor) -> None:
+        """EMA of the per-channel mean and std of the real tokens; the first step takes the batch's own."""
+        real = z[mask].float()  # [tokens, C]
+        mean, std = real.mean(0), real.std(0, unbiased=False).clamp_min(1e-6)
+        momentum = 1.0 if int(self.latent_statistics_steps) == 0 else self.latent_whitening_momentum
+        self.latent_mean.lerp_(mean, momentum)
+        self.latent_std.lerp_(std, momentum)
+        self.latent_statistics_steps += 1
+
+    def whiten(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.latent_mean.to(z.dtype)) / self.latent_std.to(z.dtype)
+
+    def unwhiten(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.latent_std.to(z.dtype) + self.latent_mean.to(z.dtype)
+
     # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(self, num_samples: int, labels: torch.Tensor | None, **sampler):
+        """Sample latents with the denoiser (whitened ones with latent_whitening=running: unwhitened here), decode."""
+        z, layout = self.sample_latents(num_samples, labels, **sampler)
+        if self.latent_whitening == "running":
+            z = self.unwhiten(z)
+        return self.decode(z, layout), layout, z
+
     def encode(self, batch: Any) -> tuple[torch.Tensor, LatentLayout]:
         observation = self.embedder(batch)
         return self.encoder.tokenize(observation), observation.layout

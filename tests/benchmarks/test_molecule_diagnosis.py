@@ -40,6 +40,10 @@ def test_diagnosis_of_a_smoke_checkpoint(compose_config, tmp_path):
     report = diagnose(tmp_path / "checkpoints" / "step_000000002.pt", 8, ["euler:4:1"], 0)
     gain = report["decoder_gain"]["displacement_by_sigma"]
     assert set(gain) == {"0.02", "0.05", "0.1", "0.2"} and all(v >= 0 for v in gain.values())
+    for figure in ("atom_stability_by_sigma", "molecule_stability_by_sigma"):  # sigma 0: the plain reconstruction
+        stability = report["decoder_gain"][figure]
+        assert set(stability) == {"0", *gain} and all(0 <= v <= 1 for v in stability.values())
     assert report["samplers"][0]["sampler"] == "euler:4:1"
     json.dumps(report)  # the report is written as JSON
-    assert markdown([report]).count("\n") == 3  # header, rule, real row, one sampler row
+    # header, rule, real row, one sampler row; blank, title, blank, header, rule, one stability row
+    assert markdown([report]).count("\n") == 3 + 6
