@@ -129,7 +129,7 @@ def build_train_step(cfg, optimizer_name: str | None = None, fused_adamw: bool |
     from core.compilation import compile_blocks
     from core.ema import EMA
     from core.optim import build_optimizer
-    from core.packing import set_packing
+    from core.packing import resolve_packing, set_packing
     tc = cfg.trainer
     torch.manual_seed(seed)
     recipe = build_recipe(cfg, build_modality(cfg)).to(device).train()
@@ -137,7 +137,7 @@ def build_train_step(cfg, optimizer_name: str | None = None, fused_adamw: bool |
                                 tc.muon_momentum, tc.muon_split, tc.fused_adamw if fused_adamw is None else fused_adamw,
                                 tc.muon_ns_dtype)
     ema = EMA(recipe, tc.ema_decay, tc.ema_warmup)
-    set_packing(recipe, tc.packing)
+    set_packing(recipe, resolve_packing(tc.packing, device, recipe)[0])
     if tc.compile if compiled is None else compiled:
         compile_blocks(recipe)
     return OurTrainStep(recipe, optimizer, [], ema, precision or tc.precision, tc.grad_clip, seed)

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 PACKING_MODES = ("none", "tokens", "block_diagonal")
+PACKING_CHOICES = ("auto", *PACKING_MODES)  # trainer.packing
 
 
 @dataclass
@@ -58,6 +59,22 @@ def pack_tokens(mask: torch.Tensor, mode: str) -> PackedTokens:
     sample = torch.arange(mask.shape[0], device=mask.device).unsqueeze(1).expand_as(mask)[mask]  # [T]
     diagonal = (sample[:, None] == sample[None, :])[None, None] if mode == "block_diagonal" else None
     return PackedTokens(mask, sample, mode, diagonal)
+
+
+def auto_packing(device: torch.device, model: nn.Module) -> tuple[str, str]:
+    """(mode, why) for trainer.packing=auto: 'tokens' on CPUs, measured 1.16x faster per default molecule step
+    with the same loss (benchmarks/results/hot_paths_packing.md); 'none' on GPUs (not measured yet) and for a
+    model with in-context class tokens (packing does not support them). Unpadded batches (images) never pack."""
+    if device.type != "cpu":
+        return "none", f"not measured on {device.type} yet"
+    if any(getattr(module, "in_context_tokens", 0) for module in model.modules()):
+        return "none", "the model has in-context class tokens, which packing does not support"
+    return "tokens", "a CPU: padded molecule batches ran 1.16x faster packed, same loss"
+
+
+def resolve_packing(requested: str, device: torch.device, model: nn.Module) -> tuple[str, str]:
+    """trainer.packing -> (the mode to set, why auto picked it; '' for an explicit mode)."""
+    return auto_packing(device, model) if requested == "auto" else (requested, "")
 
 
 def set_packing(model: nn.Module, mode: str) -> int:

@@ -37,7 +37,7 @@ from core.lr_schedule import lr_multiplier
 from core.metrics_log import MetricsLog
 from core.noise_streams import global_positions, stream_seeds
 from core.optim import build_optimizer
-from core.packing import set_packing
+from core.packing import resolve_packing, set_packing
 from core.precision import auto_reason, autocast_for, compute_dtype
 from core.sample import upgrade_config, upgrade_weights
 from core.stages import Stage, plan_stages, stage_of_checkpoint, start_stage
@@ -139,12 +139,15 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     seed_everything(tc.seed)  # the same initial weights in every process (and as a one-process run)
     recipe = build_recipe(cfg, modality).to(world.device)
     ema = EMA(recipe, tc.ema_decay, tc.ema_warmup)
-    set_packing(recipe, tc.packing)
+    packing, packing_why = resolve_packing(tc.packing, world.device, recipe)
+    set_packing(recipe, packing)
     if tc.compile:
         compile_blocks(recipe)
     if world.is_main:
         why = f": {auto_reason(world.device)}" if tc.precision == "auto" else ""
         print(f"compute dtype {compute_dtype(world.device, tc.precision)} (trainer.precision={tc.precision}{why})")
+        if tc.packing == "auto":
+            print(f"packing {packing} (trainer.packing=auto: {packing_why})")
     seed_everything(tc.seed + world.rank)  # per-process randomness of the data side (e.g. image flips)
     sampler = ResumableSampler(len(train_set), tc.seed, shuffle=True, rank=world.rank, world_size=world.size)
     defining = model_defining_config(cfg)

@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 from core.lr_schedule import SCHEDULES, UNITS
 from core.muon import NS_DTYPES
 from core.optim import MUON_SPLITS
-from core.packing import PACKING_MODES
+from core.packing import PACKING_CHOICES
 from core.precision import PRECISIONS
 
 
@@ -31,8 +31,8 @@ def validate_trainer_config(tc: DictConfig) -> None:
         problems.append(f"trainer.precision={tc.precision!r}: choose one of {PRECISIONS}")
     if tc.muon_ns_dtype not in NS_DTYPES:
         problems.append(f"trainer.muon_ns_dtype={tc.muon_ns_dtype!r}: choose one of {NS_DTYPES}")
-    if tc.packing not in PACKING_MODES:
-        problems.append(f"trainer.packing={tc.packing!r}: choose one of {PACKING_MODES}")
+    if tc.packing not in PACKING_CHOICES:
+        problems.append(f"trainer.packing={tc.packing!r}: choose one of {PACKING_CHOICES}")
     for key in ("fused_adamw", "compile"):
         if not isinstance(tc[key], bool):
             problems.append(f"trainer.{key} must be true or false, got {tc[key]!r}")

@@ -136,3 +136,13 @@ def test_compiled_blocks_give_the_eager_outputs_and_keep_checkpoint_keys():
     assert compile_blocks(ge) == len(transformer_blocks(ge)) == 1
     assert torch.allclose(ge.denoise(x, t, None, layout), eager, atol=1e-5)
     assert list(ge.state_dict()) == keys
+
+
+def test_auto_packing_packs_on_cpus_only_and_never_with_in_context_tokens():
+    from core.packing import auto_packing, resolve_packing
+    plain, in_context = small_ge(), small_ge()
+    in_context.in_context_tokens = 4
+    assert auto_packing(torch.device("cpu"), plain)[0] == "tokens"
+    assert auto_packing(torch.device("cpu"), in_context)[0] == "none"
+    assert auto_packing(torch.device("cuda"), plain)[0] == "none"  # not measured on GPUs yet
+    assert resolve_packing("block_diagonal", torch.device("cpu"), plain) == ("block_diagonal", "")
