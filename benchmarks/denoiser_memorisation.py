@@ -148,7 +148,8 @@ def run(args) -> dict:
                                   flow_chunk_size=4, gen_loss_form="velocity", gen_loss_over_draws="sum",
                                   gen_loss_weighting=args.loss_weighting, timestep_distribution=args.timesteps,
                                   timestep_shift=1.0 if beta else 0.5, logit_mean=0.0, logit_std=1.0,
-                                  beta_alpha=2.0, min_remaining_time=0.05, self_conditioning=args.self_conditioning)
+                                  beta_alpha=2.0, min_remaining_time=0.05, self_conditioning=args.self_conditioning,
+                                  x_prediction_skip=args.x_prediction_skip)
     recipe.attach_denoiser_inputs()
     optimizer = torch.optim.AdamW(recipe.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0)
     log, started = [], time.process_time()
@@ -192,6 +193,7 @@ def main() -> None:
     parser.add_argument("--timesteps", default="logit_normal", choices=["logit_normal", "beta"])
     parser.add_argument("--loss-weighting", default="none", choices=["none", "truncated_snr"])
     parser.add_argument("--self-conditioning", type=float, default=0.0)
+    parser.add_argument("--x-prediction-skip", default="none", choices=["none", "edm"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=100)

@@ -1,4 +1,4 @@
-"""Why a molecule checkpoint's samples are (not) physically shaped, in three measurements:
+"""Why a molecule checkpoint's samples are (not) physically shaped, in four measurements:
 
     python -m benchmarks.run molecule_diagnosis CHECKPOINT [CHECKPOINT ...] [--molecules 300]
         [--samplers euler:50:0.5 euler:50:2 heun:50:1] [--name molecule_diagnosis]
@@ -11,7 +11,9 @@
    of gyration over N^(1/3) (a global size that does not depend on the atom count), and atom pairs closer than
    0.8 Angstrom per molecule (no bond is that short in QM9). Noisy samples keep the size and widen the
    nearest-neighbour spread; collapsed ones shrink.
-3. Samplers: the C-C and C-H bond-length medians and atom stability of the samples under each
+3. Prediction error against t: the RMS error of x1_hat(x_t, t) around the real latents next to that of x_t / t
+   (a network worse than x_t / t near the data end caps its samples' precision; recipe.x_prediction_skip=edm).
+4. Samplers: the C-C and C-H bond-length medians and atom stability of the samples under each
    `solver:steps:shift`, same seed. If none moves them, the imprecision is in the generator's latents, not in
    the integration.
 Writes benchmarks/results/<name>/diagnosis.json and diagnosis.md (machine, load, commit).
@@ -77,6 +79,32 @@ def decoder_gain(model, modality, batch, sigmas: tuple[float, ...], seed: int) -
             "molecule_stability_by_sigma": molecule_stability, "latent_std": float(z[mask].std())}
 
 
+PROBE_TIMES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+@torch.no_grad()
+def prediction_error_by_time(model, batch, times: tuple[float, ...], seed: int) -> dict:
+    """Per t: RMS error per channel of the clean-latent prediction x1_hat(x_t, t) on x_t = t z + (1 - t) eps
+    around the real molecules' latents z (with self-conditioning: its second pass, fed the first), beside
+    that of the trivial estimate x_t / t. Where the network is worse than x_t / t (near the data end), its
+    samples cannot be more precise than that error."""
+    generator = torch.Generator().manual_seed(seed)
+    z, layout = model.encode(batch)
+    mask = layout.mask
+    labels = model.denoiser.y_embedder.null_labels(z.shape[0], z.device)
+    network, trivial = {}, {}
+    for t in times:
+        x_t = t * z + (1 - t) * torch.randn(z.shape, generator=generator)
+        t_batch = torch.full((z.shape[0],), t)
+        own = torch.zeros_like(x_t) if model.self_conditioning > 0 else None
+        prediction = model.predict_clean(x_t, t_batch, labels, layout, None, own)
+        if own is not None:
+            prediction = model.predict_clean(x_t, t_batch, labels, layout, None, prediction)
+        network[f"{t:g}"] = float(((prediction - z)[mask] ** 2).mean().sqrt())
+        trivial[f"{t:g}"] = float(((x_t / t - z)[mask] ** 2).mean().sqrt())
+    return {"network": network, "x_t_over_t": trivial}
+
+
 def batch_molecules(modality, batch) -> list[tuple[np.ndarray, np.ndarray]]:
     """(element indices, positions) of each molecule of a collated batch."""
     elements, positions, mask = modality.dense_targets(batch)
@@ -111,6 +139,7 @@ def diagnose(checkpoint: Path, count: int, samplers: list[str], seed: int, split
     batch = modality.collate([data[i] for i in range(min(count, len(data)))])  # the first `count` molecules, once
     report = {"checkpoint": str(checkpoint), "step": step, "split": split,
               "decoder_gain": decoder_gain(model, modality, batch, (0.02, 0.05, 0.1, 0.2), seed),
+              "prediction_error": prediction_error_by_time(model, batch, PROBE_TIMES, seed),
               "real": geometry_summary(batch_molecules(modality, batch)), "samplers": []}
     for spec in samplers:
         row = sampler_row(model, modality, count, spec, seed)
@@ -148,6 +177,13 @@ def markdown(reports: list[dict]) -> str:
         cells = [f"{100 * g['atom_stability_by_sigma'][s]:.1f} / {100 * g['molecule_stability_by_sigma'][s]:.1f}"
                  for s in g["atom_stability_by_sigma"]]
         lines.append(f"| {Path(r['checkpoint']).parent.parent.name} | " + " | ".join(cells) + " |")
+    times = list(reports[0]["prediction_error"]["network"])
+    lines += ["", "RMS error per channel of x1_hat(x_t, t) around the real latents: network / trivial x_t / t", "",
+              "| checkpoint | " + " | ".join(f"t={t}" for t in times) + " |", "|---|" + "---|" * len(times)]
+    for r in reports:
+        e = r["prediction_error"]
+        lines.append(f"| {Path(r['checkpoint']).parent.parent.name} | "
+                     + " | ".join(f"{e['network'][t]:.3f} / {e['x_t_over_t'][t]:.3f}" for t in times) + " |")
     return "\n".join(lines)
 
 

@@ -35,7 +35,8 @@ KEYS_ADDED_LATER = {
     ("modality", "image"): {"preload": False},
     ("modality", "molecule"): {"geom_drugs": None},
     ("modality.embedder", "molecule"): {"index_slots": "none"},
-    ("recipe", None): {"gen_loss_weighting": "none", "beta_alpha": 2.0, "self_conditioning": 0.0},
+    ("recipe", None): {"gen_loss_weighting": "none", "beta_alpha": 2.0, "self_conditioning": 0.0,
+                       "x_prediction_skip": "none"},
 }
 # Keys a recipe gained later, by recipe target (upgrade_config fills them in like KEYS_ADDED_LATER).
 RECIPE_KEYS_ADDED_LATER = {

@@ -117,3 +117,17 @@ def random_token_mask(token_mask: torch.Tensor, ratio: torch.Tensor, scores: tor
     scores = scores.masked_fill(~token_mask, 2.0)  # padding sorts last, never hidden
     rank = scores.argsort(1).argsort(1)  # rank of each token among its sample's tokens
     return rank < n_hidden.unsqueeze(1)
+
+
+X_PREDICTION_SKIPS = ("none", "edm")
+
+
+def edm_skip_coefficients(t: torch.Tensor, data_std: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c_skip, c_out) of EDM's preconditioning (Karras et al. 2022) on the linear path x_t = t x1 + (1 - t) x0:
+    x1_hat = c_skip x_t + c_out F has the network output F's target (x1 - c_skip x_t) / c_out of unit variance
+    when x1 has std `data_std` (s), with
+        c_skip = t s^2 / (t^2 s^2 + (1 - t)^2),   c_out = (1 - t) s / sqrt(t^2 s^2 + (1 - t)^2).
+    c_skip = 0, c_out = s at t = 0 (noise: F is the clean latent, like the tokenize pass); c_skip = 1, c_out = 0
+    at t = 1 (data: x_t itself), so the prediction near the data end needs no precision from F."""
+    denominator = t ** 2 * data_std ** 2 + (1 - t) ** 2
+    return t * data_std ** 2 / denominator, (1 - t) * data_std / denominator.sqrt()

@@ -26,8 +26,9 @@ from core.modality import LatentLayout, Modality
 from core.precision import autocast_for, widened_dtype
 from core.samplers import classifier_free_guidance, integrate, velocity_field
 from core.timesteps import TIMESTEP_DISTRIBUTIONS, sample_timesteps
-from core.transport import (LOSS_WEIGHTINGS, additive_latent_noise, decoder_latent_noise, interpolate,
-                            truncated_snr_weight, velocity_loss, x_prediction_loss)
+from core.transport import (LOSS_WEIGHTINGS, X_PREDICTION_SKIPS, additive_latent_noise, broadcast_time,
+                            decoder_latent_noise, edm_skip_coefficients, interpolate, truncated_snr_weight,
+                            velocity_loss, x_prediction_loss)
 
 
 @dataclass
@@ -84,7 +85,7 @@ class LatentRecipe(nn.Module):
     def __init__(self, modality: Modality, *, flow_draws_per_sample: int, flow_chunk_size: int, gen_loss_form: str,
                  gen_loss_over_draws: str, gen_loss_weighting: str, timestep_distribution: str, timestep_shift: float,
                  logit_mean: float, logit_std: float, beta_alpha: float, min_remaining_time: float,
-                 self_conditioning: float, decoder_noise: str, decoder_noise_probability: float,
+                 self_conditioning: float, x_prediction_skip: str, decoder_noise: str, decoder_noise_probability: float,
                  decoder_noise_t_min: float, decoder_noise_sigma: float, stage_fractions: dict[str, float]):
         super().__init__()
         checks = {
@@ -93,6 +94,7 @@ class LatentRecipe(nn.Module):
             "gen_loss_weighting": (gen_loss_weighting, LOSS_WEIGHTINGS),
             "timestep_distribution": (timestep_distribution, TIMESTEP_DISTRIBUTIONS),
             "decoder_noise": (decoder_noise, ("interpolate", "additive", "none")),
+            "x_prediction_skip": (x_prediction_skip, X_PREDICTION_SKIPS),
         }
         for key, (value, allowed) in checks.items():
             if value not in allowed:
@@ -118,6 +120,7 @@ class LatentRecipe(nn.Module):
         self.beta_alpha = beta_alpha
         self.min_remaining_time = min_remaining_time
         self.self_conditioning = self_conditioning
+        self.x_prediction_skip = x_prediction_skip
         self.decoder_noise = decoder_noise
         self.decoder_noise_probability = decoder_noise_probability
         self.decoder_noise_t_min = decoder_noise_t_min
@@ -227,6 +230,18 @@ class LatentRecipe(nn.Module):
         return type(rows[0]).from_samples(rows, mask)
 
     # ------------------------------------------------------------------ the generator's loss and sampler
+    def predict_clean(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None, layout: LatentLayout,
+                      drop: torch.Tensor | None, self_condition: torch.Tensor | None) -> torch.Tensor:
+        """The clean-latent prediction x1_hat: the denoise pass's output, or with recipe.x_prediction_skip=edm
+        c_skip(t) x_t + c_out(t) times it (core/transport.edm_skip_coefficients), which near the data end leans
+        on x_t instead of asking the network for a precision it does not reach there."""
+        output = self.denoiser.denoise(x_t, t, labels, layout, drop, self_condition)
+        if self.x_prediction_skip == "none":
+            return output
+        c_skip, c_out = edm_skip_coefficients(broadcast_time(t, x_t).to(output.dtype))
+        return c_skip * x_t.to(output.dtype) + c_out * output
+
+
     def corrupt_for_decoder(self, z: torch.Tensor, draws: JointDraws) -> torch.Tensor:
         if self.decoder_noise == "interpolate":
             return decoder_latent_noise(z, draws.decoder_replace, draws.decoder_t, draws.decoder_eps)
@@ -252,10 +267,10 @@ class LatentRecipe(nn.Module):
             if draws.self_condition is not None:  # ADiT: a first prediction without gradient, fed back in
                 chosen = draws.self_condition[first:first + k].reshape(k * b)
                 with torch.no_grad():
-                    first_prediction = self.denoiser.denoise(x_t, t, chunk_labels, chunk_layout, drop,
-                                                             torch.zeros_like(x_t))
+                    first_prediction = self.predict_clean(x_t, t, chunk_labels, chunk_layout, drop,
+                                                          torch.zeros_like(x_t))
                 own_prediction = torch.where(chosen.view(-1, 1, 1), first_prediction.to(x_t.dtype), 0.0)
-            x1_hat = self.denoiser.denoise(x_t, t, chunk_labels, chunk_layout, drop, own_prediction)
+            x1_hat = self.predict_clean(x_t, t, chunk_labels, chunk_layout, drop, own_prediction)
             if self.gen_loss_form == "velocity":
                 per_sample = velocity_loss(x1_hat, x0, x1, t, self.min_remaining_time, chunk_layout.mask)
             else:
@@ -295,7 +310,7 @@ class LatentRecipe(nn.Module):
             if self.self_conditioning > 0:
                 own = previous["prediction"] if previous["prediction"] is not None else torch.zeros_like(x)
             with autocast_for(device, precision):
-                prediction = self.denoiser.denoise(x, t, y, denoise_layout, None, own).float()
+                prediction = self.predict_clean(x, t, y, denoise_layout, None, own).float()
             previous["prediction"] = prediction
             return prediction
         x_prediction = classifier_free_guidance(denoise, labels, null, guidance_scale, tuple(guidance_interval))

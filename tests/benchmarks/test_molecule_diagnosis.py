@@ -45,5 +45,7 @@ def test_diagnosis_of_a_smoke_checkpoint(compose_config, tmp_path):
         assert set(stability) == {"0", *gain} and all(0 <= v <= 1 for v in stability.values())
     assert report["samplers"][0]["sampler"] == "euler:4:1"
     json.dumps(report)  # the report is written as JSON
-    # header, rule, real row, one sampler row; blank, title, blank, header, rule, one stability row
-    assert markdown([report]).count("\n") == 3 + 6
+    error = report["prediction_error"]
+    assert set(error["network"]) == set(error["x_t_over_t"]) and all(v >= 0 for v in error["network"].values())
+    # header, rule, real row, one sampler row; then two tables of (blank, title, blank, header, rule, one row)
+    assert markdown([report]).count("\n") == 3 + 6 + 6

@@ -80,3 +80,34 @@ def test_sampling_feeds_each_prediction_into_the_next_step(toy_recipe, monkeypat
                     rtol=1e-4, atol=1e-4, device=torch.device("cpu"))
     assert len(seen) == 3 and torch.equal(seen[0], torch.zeros_like(seen[0]))
     assert torch.allclose(seen[1], outputs[0].float()) and torch.allclose(seen[2], outputs[1].float())
+
+
+def test_edm_skip_coefficients_minimise_the_target_variance():
+    from core.transport import edm_skip_coefficients
+    t = torch.tensor([0.0, 0.25, 0.5, 0.9, 1.0], dtype=torch.float64)
+    c_skip, c_out = edm_skip_coefficients(t)
+    assert c_skip.tolist() == pytest.approx([0.0, 0.25 / (0.0625 + 0.5625), 1.0, 0.9 / (0.81 + 0.01), 1.0])
+    # F's target (x1 - c_skip x_t) / c_out has unit variance for unit-variance x1 and noise: (1 - c t)^2 + c^2 (1 - t)^2 = c_out^2
+    inner = t[1:4]
+    assert ((1 - c_skip[1:4] * inner) ** 2 + c_skip[1:4] ** 2 * (1 - inner) ** 2).tolist() == pytest.approx((c_out[1:4] ** 2).tolist())
+    # and c_skip is the minimiser: a nudge either way raises the variance
+    for nudge in (-1e-3, 1e-3):
+        c = c_skip[1:4] + nudge
+        assert torch.all((1 - c * inner) ** 2 + c ** 2 * (1 - inner) ** 2 > c_out[1:4] ** 2)
+    assert c_out[0] == 1.0 and c_out[-1] == 0.0
+
+
+def test_the_skip_leans_on_x_t_at_the_data_end_only(toy_recipe):
+    recipe, batch = toy_recipe("recipe.x_prediction_skip=edm")
+    layout = recipe.embedder(batch).layout
+    x = torch.randn(*layout.mask.shape, recipe.denoiser.latent_channels)
+    for t_value in (0.0, 1.0, 0.6):
+        t = torch.full((x.shape[0],), t_value)
+        raw = recipe.denoiser.denoise(x, t, None, layout, None, None)
+        skipped = recipe.predict_clean(x, t, None, layout, None, None)
+        if t_value == 0.0:
+            assert torch.allclose(skipped, raw)
+        elif t_value == 1.0:
+            assert torch.allclose(skipped, x)
+        else:
+            assert torch.allclose(skipped, 0.6 / 0.52 * x + 0.4 / 0.52 ** 0.5 * raw, atol=1e-5)  # D = 0.6^2 + 0.4^2
