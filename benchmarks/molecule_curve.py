@@ -227,20 +227,27 @@ def _cell(value) -> str:
     return str(value)
 
 
-def plot_curves(rows: list[dict], out_dir: Path) -> list[str]:
+def plot_curves(rows: list[dict], out_dir: Path, metrics: list[str] = PLOTTED, x_key: str = "minutes",
+                x_label: str = "training CPU minutes (1 thread)", log_x: bool = False, references=None) -> list[str]:
+    """One PNG per metric of `metrics` present in `rows`: a line per design against `x_key`; `references(axis,
+    key)` may draw published curves on the same axes."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
-    for key in PLOTTED:
+    for key in metrics:
         if not any(key in r for r in rows):
             continue
-        figure, axis = plt.subplots(figsize=(5, 3.5))
+        figure, axis = plt.subplots(figsize=(5.5, 3.8))
         for design in dict.fromkeys(r["design"] for r in rows):
-            points = sorted((r["minutes"], r[key]) for r in rows if r["design"] == design and key in r)
+            points = sorted((r[x_key], r[key]) for r in rows if r["design"] == design and key in r)
             axis.plot(*zip(*points), marker="o", label=design)
-        axis.set_xlabel("training CPU minutes (1 thread)")
+        if references is not None:
+            references(axis, key)
+        if log_x:
+            axis.set_xscale("log")
+        axis.set_xlabel(x_label)
         axis.set_ylabel(key.split("/", 1)[1])
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.molecule_curve import (RESULTS, ROOT, evaluate_checkpoint, machine_record, parse_design_from,
-                                       run_in_batches, training_minutes)
+                                       plot_curves, run_in_batches, training_minutes)
 
 # name -> (what it is, overrides of `python -m core.train modality=molecule`)
 DESIGNS: dict[str, tuple[str, list[str]]] = {
@@ -159,33 +159,12 @@ def markdown(rows: list[dict], fitted: dict[str, dict], descriptions: dict[str, 
 
 
 def plot(rows: list[dict], out_dir: Path) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    for key in PLOTTED:
-        if not any(key in r for r in rows):
-            continue
-        figure, axis = plt.subplots(figsize=(5.5, 3.8))
-        for design in dict.fromkeys(r["design"] for r in rows):
-            points = sorted((r["visits"], r[key]) for r in rows if r["design"] == design and key in r)
-            axis.plot(*zip(*points), marker="o", label=design)
+    def edm_reproduction(axis, key: str) -> None:
         metric = key.rsplit("/", 1)[1]
         if metric in EDM_REPRODUCTION:
             visits = [e * QM9_TRAIN_MOLECULES for e in EDM_REPRODUCTION["epochs"]]
             axis.plot(visits, EDM_REPRODUCTION[metric], "k--", marker="s", label="EDM reproduction (batch 256)")
-        axis.set_xscale("log")
-        axis.set_xlabel("molecule visits (steps x batch)")
-        axis.set_ylabel(key.split("/", 1)[1])
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-        figure.tight_layout()
-        name = key.replace("/", "_") + ".png"
-        figure.savefig(out_dir / name, dpi=110)
-        plt.close(figure)
-        written.append(name)
-    return written
+    return plot_curves(rows, out_dir, PLOTTED, "visits", "molecule visits (steps x batch)", True, edm_reproduction)
 
 
 def main() -> None:
