@@ -82,8 +82,7 @@ def run_case(name: str, precision: str, device: str, tiny: bool, out: Path) -> d
         cfg = train_config(case_overrides(name, tiny), folder,
                            [f"trainer.precision={precision}", f"sampler.precision={precision}", f"trainer.device={device}",
                             f"trainer.out_dir={folder / 'run'}"], full_batch=True)
-        if cfg.modality.name == "image" and Path(cfg.modality.data_root).is_dir():
-            # the stand-in folder has a train split only: evaluate on a copy (an archive holds its own splits)
+        if cfg.modality.name == "image":  # the stand-in folder has a train split only: evaluate on a copy
             for split in ("test", "val"):
                 if not (Path(cfg.modality.data_root) / split).exists():
                     shutil.copytree(Path(cfg.modality.data_root) / "train", Path(cfg.modality.data_root) / split)

@@ -26,47 +26,46 @@ from core.evaluation import generate_and_write
 
 # Config keys added after checkpoints were written, with the value that rebuilds such a checkpoint as
 # it was trained (for init-only keys, any value: the checkpoint's weights replace what they build).
-# Keys under `modality` apply to the modality named first.
+# Key: (node the keys go into, None or (config key, value) that the run must have for them to apply).
+UNITE = "core.recipes.unite.UniteRecipe"
+IMPLIED = {"recipe._target_": UNITE}  # what a config without the key meant (older configs: UNITE)
 KEYS_ADDED_LATER = {
     ("model", None): {"final_layer_init_std": 0.0, "block_norm": False, "norm_scale": False,
                       "time_embedding": "sinusoidal", "rope_positions": "grid"},
-    ("modality.decoder", "image"): {"architecture": "rope", "latent_width": None, "head": "linear",
-                                    "conv_head_features": 32},
-    ("modality", "image"): {"preload": False},
-    ("modality", "molecule"): {"geom_drugs": None},
-    ("modality.embedder", "molecule"): {"index_slots": "none"},
+    ("modality.decoder", ("modality.name", "image")): {"architecture": "rope", "latent_width": None,
+                                                        "head": "linear", "conv_head_features": 32},
+    ("modality", ("modality.name", "image")): {"preload": False},
+    ("modality", ("modality.name", "molecule")): {"geom_drugs": None},
+    ("modality.embedder", ("modality.name", "molecule")): {"index_slots": "none"},
     ("recipe", None): {"gen_loss_weighting": "none", "beta_alpha": 2.0, "self_conditioning": 0.0,
                        "x_prediction_skip": "none"},
-}
-# Keys a recipe gained later, by recipe target (upgrade_config fills them in like KEYS_ADDED_LATER).
-RECIPE_KEYS_ADDED_LATER = {
-    "core.recipes.unite.UniteRecipe": {"latent_whitening": "none", "latent_whitening_momentum": 0.01},
+    ("recipe", ("recipe._target_", UNITE)): {"latent_whitening": "none", "latent_whitening_momentum": 0.01},
 }
 # Weights that earlier versions of the UNITE recipe built but never used (DDP needs every parameter to get a
 # gradient); recipe=ldetok has this one and keeps it.
-REMOVED_STATE_KEYS = {"core.recipes.unite.UniteRecipe": ("decoder.trunk.mask_token",)}
+REMOVED_STATE_KEYS = {UNITE: ("decoder.trunk.mask_token",)}
+
+
+def config_value(run_cfg: DictConfig, key: str):
+    """`key` of a run config, or what its absence meant (IMPLIED)."""
+    return OmegaConf.select(run_cfg, key, default=IMPLIED.get(key))
 
 
 def upgrade_config(run_cfg: DictConfig) -> DictConfig:
     """An older checkpoint's run config in today's form: keys added later get the value that rebuilds it."""
-    for (path, modality_name), added in KEYS_ADDED_LATER.items():
+    for (path, condition), added in KEYS_ADDED_LATER.items():
         node = OmegaConf.select(run_cfg, path)
-        if node is None or (modality_name is not None and run_cfg.modality.name != modality_name):
+        if node is None or (condition is not None and config_value(run_cfg, condition[0]) != condition[1]):
             continue
         for key, value in added.items():
             if key not in node:
                 node[key] = value
-    recipe = OmegaConf.select(run_cfg, "recipe._target_")
-    for key, value in RECIPE_KEYS_ADDED_LATER.get(recipe, {}).items():
-        if key not in run_cfg.recipe:
-            run_cfg.recipe[key] = value
     return run_cfg
 
 
 def upgrade_weights(run_cfg: DictConfig, weights: dict) -> dict:
     """A state dict of the run `run_cfg` without the tensors its recipe no longer builds (REMOVED_STATE_KEYS)."""
-    recipe = OmegaConf.select(run_cfg, "recipe._target_", default="core.recipes.unite.UniteRecipe")  # older: UNITE
-    removed = REMOVED_STATE_KEYS.get(recipe, ())
+    removed = REMOVED_STATE_KEYS.get(config_value(run_cfg, "recipe._target_"), ())
     return {k: v for k, v in weights.items() if k not in removed}
 
 

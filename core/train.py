@@ -215,6 +215,7 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
     budget_clock = time.monotonic if tc.time_limit_clock == "wall" else time.process_time
     budget_start = budget_clock()  # of the current stage
     checkpoint_interval = None if tc.checkpoint_every_minutes is None else 60.0 * tc.checkpoint_every_minutes
+    checkpoint_steps = set(tc.checkpoint_steps)  # looked up every step
     last_checkpoint_time = budget_start
     progress = tqdm(total=tc.max_steps, initial=step, disable=not world.is_main, desc="train", dynamic_ncols=True)
     running: dict[str, torch.Tensor] = {}
@@ -299,7 +300,7 @@ def _train(cfg: DictConfig, stop: StopRequest) -> dict:
                 progress.set_postfix({key: f"{row[key]:.4f}" for key in ("loss", "rec_loss", "gen_loss")
                                       if math.isfinite(row.get(key, math.nan))})
                 running, samples_since_log, log_clock = {}, 0, time.monotonic()
-            if step % tc.checkpoint_every == 0 or step in tc.checkpoint_steps \
+            if step % tc.checkpoint_every == 0 or step in checkpoint_steps \
                     or (stage_over and stage.index + 1 < len(stages)):
                 checkpoint_now()  # always at the end of a stage: the next one starts from it
                 last_checkpoint_time = budget_clock()

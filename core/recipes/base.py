@@ -241,7 +241,6 @@ class LatentRecipe(nn.Module):
         c_skip, c_out = edm_skip_coefficients(broadcast_time(t, x_t).to(output.dtype))
         return c_skip * x_t.to(output.dtype) + c_out * output
 
-
     def corrupt_for_decoder(self, z: torch.Tensor, draws: JointDraws) -> torch.Tensor:
         if self.decoder_noise == "interpolate":
             return decoder_latent_noise(z, draws.decoder_replace, draws.decoder_t, draws.decoder_eps)
@@ -336,4 +335,10 @@ class LatentRecipe(nn.Module):
         """Sample latents (see sample_latents for the keyword arguments), decode in float32.
         Returns (prediction, layout, z)."""
         z, layout = self.sample_latents(num_samples, labels, **sampler)
+        z = self.latent_from_generator(z)
         return self.decode(z, layout), layout, z
+
+    def latent_from_generator(self, z: torch.Tensor) -> torch.Tensor:
+        """A sampled latent in the space the generator learns -> the decoder's latent (the identity here;
+        recipes that standardise or whiten the generator's target undo it)."""
+        return z

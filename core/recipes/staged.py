@@ -127,12 +127,9 @@ class StagedRecipe(LatentRecipe):
         z, layout, _ = self.clean_latents(batch)
         return z, layout
 
-    @torch.no_grad()
-    def generate(self, num_samples: int, labels: torch.Tensor | None, **sampler):
-        """Sample standardised latents with the generator, bring them to the tokenizer's scale, decode."""
-        z, layout = self.sample_latents(num_samples, labels, **sampler)
-        z = self.destandardize(z)
-        return self.decode(z, layout), layout, z
+    def latent_from_generator(self, z: torch.Tensor) -> torch.Tensor:
+        """The generator samples standardised latents: back to the tokenizer's scale."""
+        return self.destandardize(z)
 
 
 class TwoStageRecipe(StagedRecipe):

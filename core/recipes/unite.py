@@ -113,13 +113,9 @@ class UniteRecipe(LatentRecipe):
         return z * self.latent_std.to(z.dtype) + self.latent_mean.to(z.dtype)
 
     # ------------------------------------------------------------------ inference
-    @torch.no_grad()
-    def generate(self, num_samples: int, labels: torch.Tensor | None, **sampler):
-        """Sample latents with the denoiser (whitened ones with latent_whitening=running: unwhitened here), decode."""
-        z, layout = self.sample_latents(num_samples, labels, **sampler)
-        if self.latent_whitening == "running":
-            z = self.unwhiten(z)
-        return self.decode(z, layout), layout, z
+    def latent_from_generator(self, z: torch.Tensor) -> torch.Tensor:
+        """With latent_whitening=running the denoiser samples whitened latents: unwhitened here."""
+        return self.unwhiten(z) if self.latent_whitening == "running" else z
 
     def encode(self, batch: Any) -> tuple[torch.Tensor, LatentLayout]:
         observation = self.embedder(batch)
