@@ -111,3 +111,8 @@ def test_the_skip_leans_on_x_t_at_the_data_end_only(toy_recipe):
             assert torch.allclose(skipped, x)
         else:
             assert torch.allclose(skipped, 0.6 / 0.52 * x + 0.4 / 0.52 ** 0.5 * raw, atol=1e-5)  # D = 0.6^2 + 0.4^2
+
+
+def test_unknown_skip_is_named(toy_recipe):
+    with pytest.raises(ValueError, match="recipe.x_prediction_skip='karras'"):
+        toy_recipe("recipe.x_prediction_skip=karras")

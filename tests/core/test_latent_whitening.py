@@ -43,9 +43,11 @@ def test_the_generator_learns_whitened_latents(toy_recipe, monkeypatch):
     assert torch.allclose(real.std(0, unbiased=False), torch.ones(real.shape[-1]), atol=1e-4)
 
 
-def test_unknown_whitening_is_named(toy_recipe):
+def test_unknown_whitening_and_a_momentum_outside_0_1_are_named(toy_recipe):
     with pytest.raises(ValueError, match="recipe.latent_whitening='pca'"):
         toy_recipe("recipe.latent_whitening=pca")
+    with pytest.raises(ValueError, match="recipe.latent_whitening_momentum=0.0"):
+        toy_recipe("recipe.latent_whitening=running", "recipe.latent_whitening_momentum=0.0")
 
 
 def test_a_whitened_run_keeps_its_statistics_and_samples_unwhitened(compose_config, tmp_path):
